@@ -1,0 +1,95 @@
+"""The CDS services this server offers, as advertised at discovery (CDS Hooks 2.0.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+LOCAL = "https://fhir.spinecds.org/CodeSystem/spinecds-local"
+P = "{{context.patientId}}"
+
+# Prefetch templates (RULE-CATALOGUE §6). Keys name data categories; the fact extractor treats
+# a category as documented (closed world) only when its key was satisfied or fetched.
+PREFETCH: dict[str, str] = {
+    "patient": f"Patient/{P}",
+    "conditions": f"Condition?patient={P}&clinical-status=active,recurrence,relapse",
+    "labs": f"Observation?patient={P}&code=http://loinc.org|777-3,http://loinc.org|6301-6,"
+            "http://loinc.org|34714-6,http://loinc.org|5902-2,http://loinc.org|3173-2,http://loinc.org|14979-9"
+            "&_sort=-date",
+    "ps_pain": f"Observation?patient={P}&code=http://loinc.org|89247-1,http://loinc.org|89243-0,"
+               "http://loinc.org|72514-3&_sort=-date",
+    "findings": f"Observation?patient={P}&code={LOCAL}|&_sort=-date",
+    "meds": f"MedicationRequest?patient={P}&status=active,completed,stopped,on-hold",
+    "medstatements": f"MedicationStatement?patient={P}",
+    "allergies": f"AllergyIntolerance?patient={P}",
+    "procedures": f"Procedure?patient={P}&code=http://snomed.info/sct|1217123003",
+    "imaging": f"DiagnosticReport?patient={P}&category=RAD&_sort=-date",
+}
+
+# Without these the rules cannot run at all: if they can be neither read from prefetch nor
+# fetched, the answer is 412. Every other category missing makes its facts unknown.
+REQUIRED_KEYS = ("patient", "conditions")
+
+# category name used by the fact extractor -> prefetch keys that provide it
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "conditions": ("conditions",),
+    "labs": ("labs",),
+    "ps_pain": ("ps_pain",),
+    "findings": ("findings",),
+    "meds": ("meds",),
+    "allergies": ("allergies",),
+    "procedures": ("procedures",),
+    "imaging": ("imaging",),
+}
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    id: str
+    hook: str
+    title: str
+    description: str
+    usage: str
+
+    def discovery(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "hook": self.hook,
+            "title": self.title,
+            "description": self.description,
+            "prefetch": dict(PREFETCH),
+            "usageRequirements": self.usage,
+        }
+
+
+USAGE = ("Send FHIR R4 data via the prefetch templates, or grant a fhirAuthorization token with read access "
+         "to Patient, Condition, Observation, MedicationRequest, MedicationStatement, AllergyIntolerance, "
+         "Procedure and DiagnosticReport. Patient and Condition data are required (412 without them). "
+         "Local findings (SINS, ESCC, STIR, fracture morphology, exam) use the CodeSystem "
+         f"{LOCAL}.")
+
+SERVICES: dict[str, ServiceDefinition] = {
+    s.id: s
+    for s in (
+        ServiceDefinition(
+            "spine-metastasis-review", "patient-view", "Metastatic spine: augmentation and radiotherapy review",
+            "Reviews a patient with spinal metastases: vertebral augmentation (vertebroplasty/kyphoplasty) "
+            "eligibility, palliative radiotherapy options, cord-compression emergencies and missing work-up. "
+            "Every card lists the rules and FHIR facts behind it.", USAGE),
+        ServiceDefinition(
+            "spine-procedure-order-select", "order-select", "Vertebral augmentation / radiotherapy order check",
+            "Checks a draft ServiceRequest for vertebroplasty/kyphoplasty (levels, prophylactic levels) or a "
+            "palliative radiotherapy course against the patient's data while it is being selected.", USAGE),
+        ServiceDefinition(
+            "spine-procedure-order-sign", "order-sign", "Vertebral augmentation / radiotherapy order sign-off",
+            "Checks draft vertebroplasty/kyphoplasty and radiotherapy orders at signing: contraindications, "
+            "level limits, missing work-up.", USAGE),
+    )
+}
+
+# context fields the hook definitions require (CDS Hooks Library)
+REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
+    "patient-view": ("userId", "patientId"),
+    "order-select": ("userId", "patientId", "selections", "draftOrders"),
+    "order-sign": ("userId", "patientId", "draftOrders"),
+}

@@ -1,0 +1,94 @@
+"""Configuration from environment variables prefixed ``SPINECDS_``.
+
+Every setting has an embedded default so the service starts with no external services
+(SQLite in ``./data``). Bad values stop the start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+PREFIX = "SPINECDS_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the variable."""
+
+
+def _default_db_url() -> str:
+    return f"sqlite:///{(Path.cwd() / 'data' / 'spinecds.db').as_posix()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(default_factory=_default_db_url)
+    public_base_url: str = "http://127.0.0.1:8080"
+    fhir_connect_timeout: float = 3.0
+    fhir_read_timeout: float = 10.0
+    fhir_max_pages: int = 20
+    fhir_max_response_bytes: int = 20_000_000
+    max_request_bytes: int = 25_000_000
+    cors_origins: str = "*"
+    thresholds_file: str = ""
+    spine_surgical_backup: str = "unknown"
+    log_level: str = "INFO"
+    profiles_dir: str = str(REPO_ROOT / "fhir_profiles")
+    rules_dir: str = str(REPO_ROOT / "rules")
+
+    def validate(self) -> Settings:
+        db = urlparse(self.database_url)
+        if db.scheme.split("+")[0] not in {"sqlite", "postgresql"}:
+            raise ConfigError(
+                f"{PREFIX}DATABASE_URL: unsupported scheme {db.scheme!r}; use sqlite:///path or postgresql://..."
+            )
+        base = urlparse(self.public_base_url)
+        if base.scheme not in {"http", "https"} or not base.netloc:
+            raise ConfigError(f"{PREFIX}PUBLIC_BASE_URL: must be an absolute http(s) URL, got {self.public_base_url!r}")
+        for name in ("fhir_connect_timeout", "fhir_read_timeout"):
+            if not 0 < getattr(self, name) <= 120:
+                raise ConfigError(f"{PREFIX}{name.upper()}: must be between 0 and 120 seconds")
+        for name in ("fhir_max_pages", "fhir_max_response_bytes", "max_request_bytes"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{PREFIX}{name.upper()}: must be a positive integer")
+        if self.spine_surgical_backup not in {"true", "false", "unknown"}:
+            raise ConfigError(f"{PREFIX}SPINE_SURGICAL_BACKUP: must be true, false or unknown")
+        if self.thresholds_file and not Path(self.thresholds_file).is_file():
+            raise ConfigError(f"{PREFIX}THRESHOLDS_FILE: no such file {self.thresholds_file!r}")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError(f"{PREFIX}LOG_LEVEL: must be DEBUG, INFO, WARNING or ERROR")
+        return self
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _coerce(f.name, f.type, raw)
+        return cls(**values).validate()  # type: ignore[arg-type]
+
+    def with_overrides(self, overrides: Mapping[str, object]) -> Settings:
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return replace(self, **overrides).validate()  # type: ignore[arg-type]
+
+
+def _coerce(name: str, typ: object, raw: str) -> object:
+    var = PREFIX + name.upper()
+    try:
+        if typ in (int, "int"):
+            return int(raw)
+        if typ in (float, "float"):
+            return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{var}: expected a number, got {raw!r}") from exc
+    return raw.strip()

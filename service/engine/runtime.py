@@ -1,0 +1,204 @@
+"""durable-rules behind one small interface: compile once, evaluate each request in isolation.
+
+Design (see ../shared/engine/DURABLE-RULES-AND-FHIR-NOTES.md §1.11 and docs/architecture.md):
+* ``_SyncHost`` never starts the default host's background timer threads, which would otherwise
+  steal rule actions from request threads.
+* facts are asserted with the C batch API; code 1 (some fact matched no rule) is normal and
+  the actions still run synchronously in the calling thread via ``do_actions``;
+* one fresh state (``sid``) per stratum per request, deleted in ``finally`` (1,024 live states
+  per ruleset at most; ~0.7 MB each);
+* facts are small flat dicts (``fid``, ``known``, ``v``, ``lvl``, ``i``), never raw FHIR (a fact
+  with >= 253 properties crashes the process);
+* actions only record matches keyed by sid; derived facts are resolved between strata.
+* the glibc allocator tuning of the notes (~1.7x faster) is applied through the environment
+  (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_) by ``spinecds serve`` before the process
+  starts; calling mallopt() in-process after start corrupted the heap here (free(): invalid pointer).
+* the C core holds the GIL: concurrency comes from worker processes (gunicorn), and a lock keeps
+  the per-process result map consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.facts.model import Fact
+
+from .ruleset import Rule, RuleBase, durable_definitions
+
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"durable\..*")
+
+import durable_rules_engine  # noqa: E402
+from durable import engine as durable_engine  # noqa: E402
+
+
+Match = dict[str, dict[str, Any]]
+
+
+class _SyncHost(durable_engine.Host):  # type: ignore[misc]
+    """A durable-rules host without background dispatch/timer threads."""
+
+    def __init__(self, sink: Callable[[str, str, Match], None]) -> None:
+        self._sink = sink
+        super().__init__()
+
+    def _run(self) -> None:  # the default starts threading.Timer loops
+        return None
+
+    def get_action(self, action_name: str) -> Callable[[Any], None]:
+        sink = self._sink
+
+        def action(c: Any) -> None:
+            sink(c.s.sid, action_name, dict(c._m))
+
+        return action
+
+
+@dataclass
+class Firing:
+    rule: Rule
+    facts: list[Fact]
+    derived: list[DerivedValue]
+    possible: bool
+    value: str = ""  # the derived value this firing yields ("" for conclusions)
+
+    def rule_ids(self) -> list[str]:
+        ids = [self.rule.id]
+        for d in self.derived:
+            ids.extend(d.rule_ids())
+        return ids
+
+    def all_facts(self) -> list[Fact]:
+        out = list(self.facts)
+        for d in self.derived:
+            out.extend(d.all_facts())
+        return out
+
+
+@dataclass
+class DerivedValue:
+    id: str
+    value: str
+    firings: list[Firing] = field(default_factory=list)
+
+    def rule_ids(self) -> list[str]:
+        return [rid for f in self.firings for rid in f.rule_ids()]
+
+    def all_facts(self) -> list[Fact]:
+        return [fact for f in self.firings for fact in f.all_facts()]
+
+
+@dataclass
+class Evaluation:
+    facts: list[Fact]
+    derived: dict[str, DerivedValue]
+    conclusions: list[Firing]
+
+
+class Engine:
+    """Compiled rule base; ``evaluate`` is safe to call from many threads."""
+
+    _instances = 0
+
+    def __init__(self, base: RuleBase) -> None:
+        self.base = base
+        self._lock = threading.Lock()
+        self._results: dict[str, list[tuple[str, Match]]] = {}
+        self._host = _SyncHost(self._record)
+        Engine._instances += 1
+        definitions = durable_definitions(base)
+        self._names: list[str] = []
+        for k, definition in enumerate(definitions):
+            name = f"spinecds_{base.digest}_{Engine._instances}_s{k}"
+            self._host.set_rulesets({name: definition})
+            self._names.append(name)
+        self._rulesets = [self._host.get_ruleset(n) for n in self._names]
+        # a derived fact is complete after the last stratum that derives it
+        last: dict[str, int] = {}
+        for rule in base.rules:
+            if rule.derive:
+                last[rule.derive[0]] = max(last.get(rule.derive[0], 0), rule.stratum)
+        self._complete_after: dict[int, list[str]] = {}
+        for did, stratum in sorted(last.items()):
+            self._complete_after.setdefault(stratum, []).append(did)
+        self._by_key: dict[str, tuple[Rule, bool]] = {}
+        for index, rule in enumerate(base.rules):
+            for b in range(len(rule.branches)):
+                self._by_key[f"{index}:{b}:t"] = (rule, False)
+                self._by_key[f"{index}:{b}:u"] = (rule, True)
+
+    def _record(self, sid: str, key: str, match: Match) -> None:
+        self._results.setdefault(sid, []).append((key, match))
+
+    def evaluate(self, facts: Sequence[Fact]) -> Evaluation:
+        derived: dict[str, DerivedValue] = {}
+        conclusions: list[Firing] = []
+        candidates: dict[str, list[Firing]] = {}
+        for stratum, ruleset in enumerate(self._rulesets):
+            payload: list[dict[str, Any]] = [f.engine_dict(i) for i, f in enumerate(facts)]
+            names = sorted(derived)
+            for j, name in enumerate(names):
+                payload.append({"t": "d", "fid": name, "v": derived[name].value, "lvl": "*", "i": j})
+            for key, match in self._run(ruleset, payload):
+                rule, possible = self._by_key[key]
+                firing = self._firing(rule, possible, match, facts, [derived[n] for n in names])
+                if rule.derive:
+                    firing.value = "unknown" if possible else rule.derive[1]
+                    candidates.setdefault(rule.derive[0], []).append(firing)
+                if rule.conclude and not possible:
+                    conclusions.append(firing)
+            for did in self._complete_after.get(stratum, []):
+                derived[did] = self._resolve(did, candidates.pop(did, []))
+        conclusions.sort(key=lambda f: (f.rule.id, [x.level for x in f.facts]))
+        return Evaluation(list(facts), derived, conclusions)
+
+    def _run(self, ruleset: Any, payload: list[dict[str, Any]]) -> list[tuple[str, Match]]:
+        sid = uuid.uuid4().hex
+        for item in payload:
+            item["sid"] = sid
+        try:
+            with self._lock:
+                code, offset = durable_rules_engine.assert_facts(ruleset._handle, json.dumps(payload))
+                if code == 2:
+                    raise RuntimeError("durable-rules dropped a fact as a duplicate (hash collision)")
+                errors: list[Any] = []
+                ruleset.do_actions(offset, lambda e, s: errors.append(e))
+                if errors and errors[0]:
+                    raise RuntimeError(f"rule action failed: {errors[0]}")
+                state = ruleset.get_state(sid)
+                if state.get("exception"):
+                    raise RuntimeError(f"rule action failed: {state['exception']}")
+                return sorted(self._results.pop(sid, []), key=lambda km: (km[0], json.dumps(km[1], sort_keys=True)))
+        finally:
+            with self._lock:
+                self._results.pop(sid, None)
+                try:
+                    ruleset.delete_state(sid)
+                except Exception:  # noqa: BLE001 - 309: state was never created
+                    pass
+
+    def _resolve(self, did: str, fired: list[Firing]) -> DerivedValue:
+        """Kleene OR over the rules deriving ``did``: the highest-precedence value wins, else false."""
+        for value in self.base.derived[did].values:
+            chosen = [f for f in fired if f.value == value]
+            if chosen:
+                return DerivedValue(did, value, chosen)
+        return DerivedValue(did, "false", [])
+
+    @staticmethod
+    def _firing(rule: Rule, possible: bool, match: Match, facts: Sequence[Fact],
+                derived_in_order: list[DerivedValue]) -> Firing:
+        used: list[Fact] = []
+        used_derived: list[DerivedValue] = []
+        for alias in sorted(match):
+            item = match[alias]
+            if item.get("t") == "d":
+                used_derived.append(derived_in_order[int(item["i"])])
+            else:
+                used.append(facts[int(item["i"])])
+        return Firing(rule, used, used_derived, possible)

@@ -1,0 +1,138 @@
+"""Terminology loaded from the FHIR ValueSets in ``fhir_profiles/``: the single source of codes.
+
+Matching is on system and code only, never display text. ICD-10-CM and ATC are hierarchical by
+code prefix, so an ``is-a`` filter on those systems matches the code and every code that starts
+with it (dots ignored). SNOMED ``is-a`` needs a terminology server and is refused at load time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOCAL_SYSTEM = "https://fhir.spinecds.org/CodeSystem/spinecds-local"
+PREFIX_HIERARCHY_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/icd-10-cm", "http://www.whocc.no/atc"})
+LEVEL_DESIGNATION = "vertebral-level"
+
+
+def _norm(code: str) -> str:
+    return code.replace(".", "").upper()
+
+
+@dataclass
+class CompiledValueSet:
+    id: str
+    url: str
+    codes: set[tuple[str, str]] = field(default_factory=set)
+    prefixes: dict[str, list[str]] = field(default_factory=dict)
+
+    def contains(self, system: str | None, code: str | None) -> bool:
+        if not system or not code:
+            return False
+        if (system, code) in self.codes:
+            return True
+        if system in self.prefixes:
+            normalized = _norm(code)
+            return any(normalized.startswith(p) for p in self.prefixes[system])
+        return False
+
+
+class VocabularyError(ValueError):
+    pass
+
+
+class Vocabulary:
+    """All ValueSets by id, plus the vertebral-level designations."""
+
+    def __init__(self, valuesets: Mapping[str, CompiledValueSet], levels: Mapping[tuple[str, str], str]):
+        self._valuesets = dict(valuesets)
+        self._levels = dict(levels)
+        self.used: set[str] = set()
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Vocabulary:
+        valuesets: dict[str, CompiledValueSet] = {}
+        levels: dict[tuple[str, str], str] = {}
+        for path in sorted(Path(directory).glob("ValueSet-*.json")):
+            resource = json.loads(path.read_text(encoding="utf-8"))
+            vs = _compile(resource, levels)
+            valuesets[vs.id] = vs
+        if not valuesets:
+            raise VocabularyError(f"no ValueSet-*.json found in {directory}")
+        # local level codes (C1..S1) are levels by themselves
+        for code in _local_level_codes():
+            levels.setdefault((LOCAL_SYSTEM, code), code)
+        return cls(valuesets, levels)
+
+    @property
+    def ids(self) -> list[str]:
+        return sorted(self._valuesets)
+
+    def valueset(self, vs_id: str) -> CompiledValueSet:
+        try:
+            return self._valuesets[vs_id]
+        except KeyError as exc:
+            raise VocabularyError(f"unknown ValueSet {vs_id!r}") from exc
+
+    def coding_in(self, vs_id: str, coding: Mapping[str, Any]) -> bool:
+        self.used.add(vs_id)
+        return self.valueset(vs_id).contains(coding.get("system"), coding.get("code"))
+
+    def concept_in(self, vs_id: str, concept: Any) -> bool:
+        """True when any coding of a CodeableConcept (dict) is in the ValueSet."""
+        self.used.add(vs_id)
+        vs = self.valueset(vs_id)
+        return any(vs.contains(c.get("system"), c.get("code")) for c in codings(concept))
+
+    def level_of(self, concept: Any) -> str | None:
+        for c in codings(concept):
+            level = self._levels.get((c.get("system") or "", c.get("code") or ""))
+            if level:
+                return level
+        return None
+
+
+def codings(concept: Any) -> Iterable[Mapping[str, Any]]:
+    if isinstance(concept, Mapping):
+        coding = concept.get("coding")
+        if isinstance(coding, list):
+            return [c for c in coding if isinstance(c, Mapping)]
+    return []
+
+
+def _compile(resource: Mapping[str, Any], levels: dict[tuple[str, str], str]) -> CompiledValueSet:
+    vs_id = str(resource.get("id") or "")
+    if resource.get("resourceType") != "ValueSet" or not vs_id:
+        raise VocabularyError("not a ValueSet with an id")
+    vs = CompiledValueSet(id=vs_id, url=str(resource.get("url", "")))
+    for include in resource.get("compose", {}).get("include", []):
+        system = include.get("system")
+        if not system:
+            raise VocabularyError(f"ValueSet {vs_id}: include without system")
+        for concept in include.get("concept", []):
+            vs.codes.add((system, concept["code"]))
+            for d in concept.get("designation", []):
+                if d.get("use", {}).get("code") == LEVEL_DESIGNATION:
+                    levels[(system, concept["code"])] = d["value"]
+        for flt in include.get("filter", []):
+            if flt.get("op") != "is-a" or system not in PREFIX_HIERARCHY_SYSTEMS:
+                raise VocabularyError(
+                    f"ValueSet {vs_id}: filter {flt.get('op')} on {system} needs a terminology server"
+                )
+            vs.prefixes.setdefault(system, []).append(_norm(flt["value"]))
+    return vs
+
+
+def _local_level_codes() -> list[str]:
+    return (
+        [f"C{i}" for i in range(1, 8)]
+        + [f"T{i}" for i in range(1, 13)]
+        + [f"L{i}" for i in range(1, 6)]
+        + ["S1"]
+    )
+
+
+LEVEL_ORDER = {code: i for i, code in enumerate(_local_level_codes())}

@@ -1,0 +1,118 @@
+"""Fetching what the prefetch did not carry from the EHR's FHIR server.
+
+Bounded in every direction: connect/read timeouts, a byte limit per response, a page limit,
+``next`` links only to the same origin as ``fhirServer``, no redirects followed. The access token
+is sent only to ``fhirServer`` and never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlparse
+
+import requests
+
+log = logging.getLogger("spinecds.fhir")
+
+
+class FetchError(Exception):
+    """The FHIR server did not give usable data (reason is safe to log: no token, no patient data)."""
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    connect_timeout: float
+    read_timeout: float
+    max_pages: int
+    max_bytes: int
+
+
+class FhirClient:
+    def __init__(self, base_url: str, token: str | None, limits: FetchLimits,
+                 session: requests.Session | None = None) -> None:
+        self.base_url = base_url.rstrip("/") + "/"
+        self._origin = _origin(self.base_url)
+        self._token = token
+        self._limits = limits
+        self._session = session or requests.Session()
+
+    def get_json(self, url: str) -> dict[str, Any]:
+        if _origin(url) != self._origin:
+            raise FetchError("refused a URL outside fhirServer")
+        headers = {"Accept": "application/fhir+json, application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        try:
+            with self._session.get(url, headers=headers, stream=True, allow_redirects=False,
+                                   timeout=(self._limits.connect_timeout, self._limits.read_timeout)) as resp:
+                if resp.status_code != 200:
+                    raise FetchError(f"FHIR server answered HTTP {resp.status_code}")
+                body = self._read_limited(resp)
+        except requests.RequestException as exc:
+            raise FetchError(f"FHIR server unreachable or too slow ({type(exc).__name__})") from exc
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            raise FetchError("FHIR server sent something that is not JSON") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+            raise FetchError("FHIR server sent JSON that is not a FHIR resource")
+        return data
+
+    def _read_limited(self, resp: requests.Response) -> bytes:
+        declared = resp.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self._limits.max_bytes:
+            raise FetchError("FHIR response larger than the configured limit")
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in resp.iter_content(chunk_size=65536):
+            size += len(chunk)
+            if size > self._limits.max_bytes:
+                raise FetchError("FHIR response larger than the configured limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def read(self, query: str) -> dict[str, Any]:
+        """A read (``Patient/1``) or a search; searches are followed through every ``next`` page."""
+        first = self.get_json(urljoin(self.base_url, query))
+        if first.get("resourceType") == "OperationOutcome":
+            raise FetchError("FHIR server answered with an OperationOutcome")
+        if "?" in query and first.get("resourceType") != "Bundle":
+            raise FetchError("FHIR search did not return a Bundle")
+        if first.get("resourceType") == "Bundle":
+            return self.complete_bundle(first)
+        return first
+
+    def complete_bundle(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        """Follow ``next`` links, merging entries into one searchset Bundle."""
+        entries = list(bundle.get("entry") or [])
+        page, pages = bundle, 1
+        while (nxt := _next_link(page)) is not None:
+            if pages >= self._limits.max_pages:
+                raise FetchError(f"more than {self._limits.max_pages} pages")
+            page = self.get_json(urljoin(self.base_url, nxt))
+            if page.get("resourceType") != "Bundle":
+                raise FetchError("a next page was not a Bundle")
+            entries.extend(page.get("entry") or [])
+            pages += 1
+        merged = {k: v for k, v in bundle.items() if k not in {"entry", "link"}}
+        merged["entry"] = entries
+        return merged
+
+
+def _next_link(bundle: dict[str, Any]) -> str | None:
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return str(link["url"])
+    return None
+
+
+def has_next(bundle: Any) -> bool:
+    return isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle" and _next_link(bundle) is not None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parsed = urlparse(url)
+    return (parsed.scheme.lower(), parsed.netloc.lower())

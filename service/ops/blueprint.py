@@ -1,0 +1,65 @@
+"""Operations and reference endpoints: health probes and the rule reference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.engine.ruleset import Rule
+from service.errors import ApiError
+from service.state import AppState
+
+bp = Blueprint("ops", __name__)
+
+
+def _state() -> AppState:
+    state: AppState = current_app.extensions["spinecds"]
+    return state
+
+
+@bp.get("/health/live")
+def live() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/health/ready")
+def ready() -> Response:
+    state = _state()
+    try:
+        with state.db.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        raise ApiError(503, "database not reachable") from exc
+    return jsonify({"status": "ready", "rules": len(state.pipeline.base.rule_ids),
+                    "ruleBase": state.pipeline.base.digest})
+
+
+def rule_reference(rules: list[Rule]) -> dict[str, Any]:
+    lead = rules[0]
+    return {
+        "id": lead.id,
+        "title": lead.title,
+        "catalogue": [r.catalogue for r in rules if r.catalogue],
+        "sources": sorted({s for r in rules for s in r.sources}),
+        "derives": sorted({r.derive[0] for r in rules if r.derive}),
+        "concludes": sorted({r.conclude["type"] for r in rules if r.conclude}),
+        "thresholds": sorted({t for r in rules for t in r.thresholds}),
+        "file": lead.file,
+    }
+
+
+@bp.get("/rules")
+def rules_index() -> Response:
+    base = _state().pipeline.base
+    return jsonify({"ruleBase": base.digest, "rules": [rule_reference(base.by_id(rid)) for rid in base.rule_ids]})
+
+
+@bp.get("/rules/<rule_id>")
+def rule_detail(rule_id: str) -> Response:
+    rules = _state().pipeline.base.by_id(rule_id)
+    if not rules:
+        raise ApiError(404, f"no rule {rule_id!r}")
+    return jsonify(rule_reference(rules))

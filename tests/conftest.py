@@ -1,0 +1,47 @@
+"""Shared fixtures: the app with a fixed clock, the fixture folders, storage backends."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from service.app import create_app  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+# Patient cases are written against this instant, so their "within 7 days" stays true forever.
+CASE_NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+SERVICE_FOR_HOOK = {
+    "patient-view": "spine-metastasis-review",
+    "order-select": "spine-procedure-order-select",
+    "order-sign": "spine-procedure-order-sign",
+}
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    db = tmp_path_factory.mktemp("db") / "spinecds.db"
+    return create_app({"database_url": f"sqlite:///{db}", "public_base_url": "https://cds.example.org",
+                       "fhir_connect_timeout": 1.0, "fhir_read_timeout": 2.0},
+                      clock=lambda: CASE_NOW)
+
+
+@pytest.fixture()
+def client(app: Any) -> Iterator[Any]:
+    with app.test_client() as c:
+        yield c
