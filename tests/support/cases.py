@@ -1,0 +1,86 @@
+"""Patient cases: one JSON file per case under tests/cases/ (see tests/cases/README.md)."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
+LOCAL = "https://fhir.spinecds.org/CodeSystem/spinecds-local"
+PS_PAIN = {"89247-1", "89243-0", "72514-3"}
+KEY_BY_TYPE = {"Patient": "patient", "Condition": "conditions", "MedicationRequest": "meds",
+               "MedicationStatement": "medstatements", "AllergyIntolerance": "allergies",
+               "Procedure": "procedures", "DiagnosticReport": "imaging"}
+ALL_KEYS = ["patient", "conditions", "labs", "ps_pain", "findings", "meds", "medstatements", "allergies",
+            "procedures", "imaging"]
+
+
+def load_cases() -> list[tuple[str, dict[str, Any]]]:
+    return [(p.stem, json.loads(p.read_text(encoding="utf-8"))) for p in sorted(CASES_DIR.glob("*.json"))]
+
+
+def _key_for(resource: dict[str, Any]) -> str:
+    rtype = resource["resourceType"]
+    if rtype != "Observation":
+        return KEY_BY_TYPE[rtype]
+    codings = resource.get("code", {}).get("coding", [])
+    if any(c.get("system") == LOCAL for c in codings):
+        return "findings"
+    if any(c.get("code") in PS_PAIN for c in codings):
+        return "ps_pain"
+    return "labs"
+
+
+def build_request(case: dict[str, Any], *, shuffle_seed: int | None = None) -> tuple[str, dict[str, Any]]:
+    """The CDS Hooks request of a case: resources split into our prefetch keys by type/code."""
+    resources: list[dict[str, Any]] = case["resources"]
+    patient = next(r for r in resources if r["resourceType"] == "Patient")
+    hook = case.get("hook", "patient-view")
+    missing = set(case.get("missing_keys", []))
+    prefetch: dict[str, Any] = {}
+    for key in ALL_KEYS:
+        if key in missing:
+            continue
+        if key == "patient":
+            prefetch[key] = patient
+            continue
+        entries = [{"resource": r} for r in resources if r["resourceType"] != "Patient" and _key_for(r) == key]
+        if shuffle_seed is not None:
+            random.Random(shuffle_seed).shuffle(entries)
+        prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(entries), **(
+            {"entry": entries} if entries else {})}
+    for key in case.get("null_keys", []):
+        prefetch[key] = None
+    context: dict[str, Any] = {"userId": "Practitioner/case-clinician", "patientId": patient["id"]}
+    if hook in {"order-select", "order-sign"}:
+        orders = case.get("draft_orders", [])
+        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
+                                  "entry": [{"resource": o} for o in orders]}
+        if hook == "order-select":
+            context["selections"] = [f"{o['resourceType']}/{o['id']}" for o in orders]
+    service = {"patient-view": "spine-metastasis-review", "order-select": "spine-procedure-order-select",
+               "order-sign": "spine-procedure-order-sign"}[hook]
+    body = {"hook": hook, "hookInstance": f"00000000-0000-4000-8000-{abs(hash(patient['id'])) % 10**12:012d}",
+            "context": context, "prefetch": prefetch}
+    return service, body
+
+
+def fired_rules(cards: Iterable[dict[str, Any]]) -> set[str]:
+    return {r for c in cards for r in c["extension"]["org.spinecds.trace"]["rules"]}
+
+
+def card_indicators(cards: Iterable[dict[str, Any]]) -> dict[str, str]:
+    return {c["extension"]["org.spinecds.trace"]["card"]: c["indicator"] for c in cards}
+
+
+def comparable(cards: Iterable[dict[str, Any]]) -> list[Any]:
+    """Cards without their random uuids, for order-independence checks."""
+    out = []
+    for c in cards:
+        trace = c["extension"]["org.spinecds.trace"]
+        out.append((c["summary"], c["indicator"], c["detail"], trace["rules"],
+                    json.dumps(trace["facts"], sort_keys=True), len(c.get("suggestions", []))))
+    return sorted(out)

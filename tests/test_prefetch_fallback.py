@@ -1,0 +1,97 @@
+"""The fallback path against a real FHIR server on loopback: fetch, paging, token, faults -> 412."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support.cases import CASES_DIR
+from support.cds_checker import check_cards_response, check_operation_outcome, errors_only
+from support.fhir_server import FhirTestServer
+
+from conftest import load_json
+
+CASE = load_json(CASES_DIR / "va-22-worked-example-eligible.json")
+TOKEN = "opaque-test-token"
+
+
+@pytest.fixture()
+def ehr() -> Iterator[FhirTestServer]:
+    with FhirTestServer(page_size=2, require_token=TOKEN, slow_seconds=4) as server:
+        server.add_many(CASE["resources"])
+        yield server
+
+
+def _request(server: FhirTestServer, prefetch: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "fhirServer": server.base_url,
+        "fhirAuthorization": {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300,
+                              "scope": "patient/*.read", "subject": "spinecds"},
+        "context": {"userId": "Practitioner/x", "patientId": "worked"},
+    }
+    if prefetch is not None:
+        body["prefetch"] = prefetch
+    return body
+
+
+def _rules(response: Any) -> set[str]:
+    return {r for c in response.get_json()["cards"] for r in c["extension"]["org.spinecds.trace"]["rules"]}
+
+
+def test_everything_fetched_with_token_and_paging(client: Any, ehr: FhirTestServer) -> None:
+    response = client.post("/cds-services/spine-metastasis-review", json=_request(ehr))
+    assert response.status_code == 200, response.get_json()
+    assert errors_only(check_cards_response(response.get_json(), require_uuids=True)) == []
+    assert {"VA-22", "RT-01"} <= _rules(response)
+    assert all(r.authorization == f"Bearer {TOKEN}" for r in ehr.requests)
+    assert any("_offset" in r.path for r in ehr.requests), "next links were followed"
+
+
+def test_null_prefetch_is_not_refetched(client: Any, ehr: FhirTestServer) -> None:
+    response = client.post("/cds-services/spine-metastasis-review", json=_request(ehr, {"allergies": None}))
+    assert response.status_code == 200
+    assert not any("/AllergyIntolerance" in r.path for r in ehr.requests)
+
+
+@pytest.mark.parametrize("fault", ["500", "garbage", "html", "slow", "404", "bundle-of-wrong-type", "redirect"])
+def test_required_data_fault_gives_412_never_500(client: Any, ehr: FhirTestServer, fault: str) -> None:
+    ehr.redirect_to = "http://127.0.0.1:9/elsewhere"
+    ehr.set_fault(fault, "Condition")  # type: ignore[arg-type]
+    response = client.post("/cds-services/spine-metastasis-review", json=_request(ehr))
+    assert response.status_code == 412, response.get_json()
+    assert check_operation_outcome(response.get_json()) == []
+
+
+def test_fault_mid_pagination_is_412(client: Any, ehr: FhirTestServer) -> None:
+    for i in range(3):  # enough Conditions for a second page
+        ehr.add({"resourceType": "Condition", "id": f"extra{i}", "subject": {"reference": "Patient/worked"},
+                 "code": {"text": "hypertension"}, "clinicalStatus": {"coding": [
+                     {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}})
+    ehr.fail_on_page = 2
+    ehr.set_fault("500", "Condition")
+    response = client.post("/cds-services/spine-metastasis-review", json=_request(ehr))
+    assert response.status_code == 412
+
+
+def test_optional_category_fault_makes_facts_unknown(client: Any, ehr: FhirTestServer) -> None:
+    ehr.set_fault("500", "AllergyIntolerance")
+    response = client.post("/cds-services/spine-metastasis-review", json=_request(ehr))
+    assert response.status_code == 200
+    rules = _rules(response)
+    assert "VA-22" not in rules and "VA-24" in rules  # allergy unknown: needs data, never eligible
+
+
+def test_wrong_token_gives_412(client: Any, ehr: FhirTestServer) -> None:
+    body = _request(ehr)
+    body["fhirAuthorization"]["access_token"] = "wrong"
+    response = client.post("/cds-services/spine-metastasis-review", json=body)
+    assert response.status_code == 412
+
+
+def test_huge_response_is_refused(app: Any, ehr: FhirTestServer) -> None:
+    ehr.huge_bytes = 30_000_000
+    ehr.set_fault("huge", "Condition")
+    response = app.test_client().post("/cds-services/spine-metastasis-review", json=_request(ehr))
+    assert response.status_code == 412
