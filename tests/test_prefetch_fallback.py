@@ -6,11 +6,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import load_json
 from support.cases import CASES_DIR
 from support.cds_checker import check_cards_response, check_operation_outcome, errors_only
 from support.fhir_server import FhirTestServer
-
-from conftest import load_json
 
 CASE = load_json(CASES_DIR / "va-22-worked-example-eligible.json")
 TOKEN = "opaque-test-token"

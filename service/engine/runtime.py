@@ -19,6 +19,7 @@ Design (see ../shared/engine/DURABLE-RULES-AND-FHIR-NOTES.md §1.11 and docs/arc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import uuid
@@ -35,7 +36,6 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"durable\
 
 import durable_rules_engine  # noqa: E402
 from durable import engine as durable_engine  # noqa: E402
-
 
 Match = dict[str, dict[str, Any]]
 
@@ -177,10 +177,8 @@ class Engine:
         finally:
             with self._lock:
                 self._results.pop(sid, None)
-                try:
+                with contextlib.suppress(Exception):  # 309: the state was never created
                     ruleset.delete_state(sid)
-                except Exception:  # noqa: BLE001 - 309: state was never created
-                    pass
 
     def _resolve(self, did: str, fired: list[Firing]) -> DerivedValue:
         """Kleene OR over the rules deriving ``did``: the highest-precedence value wins, else false."""

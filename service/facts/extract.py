@@ -16,7 +16,7 @@ from typing import Any
 
 from . import fhirdata as fd
 from .model import PATIENT_LEVEL, Fact, known, unknown
-from .vocabulary import LEVEL_ORDER, Vocabulary
+from .vocabulary import LEVEL_ORDER, Vocabulary, codings
 
 Resource = Mapping[str, Any]
 
@@ -375,7 +375,7 @@ def allergies(inp: ExtractionInput) -> list[Fact]:
 @extractor("F-STENOSIS-NONCANCER", "F-CARDIOPULM-SEVERE")
 def comorbidity(inp: ExtractionInput) -> list[Fact]:
     cardio = conditions_in(inp, "cardiopulmonary-disease")
-    severe = [c for c in cardio if any(cc.get("code") == SEVERE_SNOMED for cc in fd.codings(c.get("severity")))]
+    severe = [c for c in cardio if any(cc.get("code") == SEVERE_SNOMED for cc in codings(c.get("severity")))]
     if severe:
         cp = known("F-CARDIOPULM-SEVERE", True, [fd.ref(c) for c in severe], "severe cardiopulmonary disease")
     elif cardio:
