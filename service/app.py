@@ -36,8 +36,9 @@ def _threshold_overrides(path: str) -> dict[str, Any]:
     return data
 
 
-def create_app(settings: Settings | Mapping[str, Any] | None = None,
-               clock: Callable[[], datetime] | None = None) -> Flask:
+def create_app(
+    settings: Settings | Mapping[str, Any] | None = None, clock: Callable[[], datetime] | None = None
+) -> Flask:
     if settings is None:
         settings = Settings.from_env()
     elif not isinstance(settings, Settings):
@@ -47,10 +48,20 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None,
     engine = Engine(base)
     vocab = Vocabulary.load(settings.profiles_dir)
     preload_models()
-    limits = FetchLimits(settings.fhir_connect_timeout, settings.fhir_read_timeout, settings.fhir_max_pages,
-                         settings.fhir_max_response_bytes)
-    pipeline = Pipeline(engine, vocab, limits, settings.spine_surgical_backup, settings.public_base_url,
-                        clock or (lambda: datetime.now(UTC)))
+    limits = FetchLimits(
+        settings.fhir_connect_timeout,
+        settings.fhir_read_timeout,
+        settings.fhir_max_pages,
+        settings.fhir_max_response_bytes,
+    )
+    pipeline = Pipeline(
+        engine,
+        vocab,
+        limits,
+        settings.spine_surgical_backup,
+        settings.public_base_url,
+        clock or (lambda: datetime.now(UTC)),
+    )
     db = make_engine(settings.database_url)
     sessions = init_db(db)
 
@@ -62,8 +73,13 @@ def create_app(settings: Settings | Mapping[str, Any] | None = None,
     app.register_blueprint(cds_bp)
     app.register_blueprint(ops_bp)
     _cors(app, settings.cors_origins)
-    log.info("spinecds ready: %d rules in %d strata (rule base %s), database %s", len(base.rule_ids), base.strata,
-             base.digest, settings.database_url.split(":", 1)[0])
+    log.info(
+        "spinecds ready: %d rules in %d strata (rule base %s), database %s",
+        len(base.rule_ids),
+        base.strata,
+        base.digest,
+        settings.database_url.split(":", 1)[0],
+    )
     return app
 
 

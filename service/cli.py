@@ -44,8 +44,11 @@ def _serve(args: argparse.Namespace) -> int:
             return create_app()
 
     if os.environ.get("SPINECDS_AUTH", "disabled") != "required":
-        print("spinecds: WARNING: CDS client authentication (JWT) is not enforced in this build; "
-              "run only on a trusted network", file=sys.stderr)
+        print(
+            "spinecds: WARNING: CDS client authentication (JWT) is not enforced in this build; "
+            "run only on a trusted network",
+            file=sys.stderr,
+        )
     _App().run()
     return 0
 

@@ -10,9 +10,20 @@ from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("spinecds.errors")
 
-ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-               409: "conflict", 412: "incomplete", 413: "too-costly", 415: "not-supported",
-               422: "invalid", 429: "throttled", 503: "transient"}
+ISSUE_CODES = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    409: "conflict",
+    412: "incomplete",
+    413: "too-costly",
+    415: "not-supported",
+    422: "invalid",
+    429: "throttled",
+    503: "transient",
+}
 
 
 class ApiError(Exception):

@@ -36,9 +36,15 @@ def load_json(path: Path) -> Any:
 @pytest.fixture(scope="session")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     db = tmp_path_factory.mktemp("db") / "spinecds.db"
-    return create_app({"database_url": f"sqlite:///{db}", "public_base_url": "https://cds.example.org",
-                       "fhir_connect_timeout": 1.0, "fhir_read_timeout": 2.0},
-                      clock=lambda: CASE_NOW)
+    return create_app(
+        {
+            "database_url": f"sqlite:///{db}",
+            "public_base_url": "https://cds.example.org",
+            "fhir_connect_timeout": 1.0,
+            "fhir_read_timeout": 2.0,
+        },
+        clock=lambda: CASE_NOW,
+    )
 
 
 @pytest.fixture()

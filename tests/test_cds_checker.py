@@ -43,9 +43,7 @@ EXAMPLES = Path(os.environ.get("SPINECDS_CDS_EXAMPLES", "/work/shared/fixtures/c
 EXAMPLE_DIRS = ("hl7_spec", "cds_hooks_org_examples")
 HOOK_INSTANCE = "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"
 
-needs_examples = pytest.mark.skipif(
-    not EXAMPLES.is_dir(), reason=f"CDS Hooks examples not found at {EXAMPLES}"
-)
+needs_examples = pytest.mark.skipif(not EXAMPLES.is_dir(), reason=f"CDS Hooks examples not found at {EXAMPLES}")
 
 
 def ids(violations: list[str]) -> list[str]:
@@ -138,9 +136,7 @@ def _load(relative: str) -> JsonDoc:
     EXAMPLE_CASES,
     ids=[f"{case[0]}-{getattr(case[2], '__name__', 'strict')}" for case in EXAMPLE_CASES],
 )
-def test_spec_example(
-    relative: str, wrap: Callable[[JsonDoc], JsonDoc], checker: Checker, expected: list[str]
-) -> None:
+def test_spec_example(relative: str, wrap: Callable[[JsonDoc], JsonDoc], checker: Checker, expected: list[str]) -> None:
     assert ids(checker(wrap(_load(relative)))) == expected
 
 
@@ -415,9 +411,7 @@ def test_response_not_an_object() -> None:
 
 def test_violation_message_format() -> None:
     doc = mutated(valid_response(), (*CARD, "selectionBehavior"), DELETE)
-    assert check_cards_response(doc) == [
-        "cds-resp-6: cards[0]: suggestions present without selectionBehavior"
-    ]
+    assert check_cards_response(doc) == ["cds-resp-6: cards[0]: suggestions present without selectionBehavior"]
     doc = mutated(valid_response(), (*CARD, "summary"), "x" * 140)
     assert check_cards_response(doc) == [
         "spec-card-summary: cards[0].summary: is 140 characters; must be fewer than 140"
@@ -724,9 +718,7 @@ def valid_operation_outcome() -> dict[str, Any]:
             {
                 "severity": "error",
                 "code": "processing",
-                "details": {
-                    "text": "Cannot evaluate order-select guidance: no AllergyIntolerance resources supplied."
-                },
+                "details": {"text": "Cannot evaluate order-select guidance: no AllergyIntolerance resources supplied."},
                 "diagnostics": "CDS Hooks prefetch key 'patientAllergies' was absent or empty.",
                 "expression": ["Bundle.entry.resource.ofType(AllergyIntolerance)"],
             }

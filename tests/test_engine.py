@@ -27,18 +27,25 @@ def patient(pain: int, *, midline: bool | None = True, infection: bool = False) 
         known("F-PAIN", pain, ["Observation/pain"]),
         known("F-ANALG-STEP", 3, ["MedicationRequest/oxy"]),
         known("F-INFECT", infection),
-        known("F-SCC-SYMPT", False), known("F-NEURO-DEFICIT", False),
-        known("F-ALLERGY-PMMA", False), known("F-ALLERGY-CONTRAST", False),
-        known("F-COAG-DX", False), known("F-ANTICOAG", False),
-        known("F-PLT", 180), known("F-INR", 1.1), known("F-MET", True, ["Condition/met"]),
+        known("F-SCC-SYMPT", False),
+        known("F-NEURO-DEFICIT", False),
+        known("F-ALLERGY-PMMA", False),
+        known("F-ALLERGY-CONTRAST", False),
+        known("F-COAG-DX", False),
+        known("F-ANTICOAG", False),
+        known("F-PLT", 180),
+        known("F-INR", 1.1),
+        known("F-MET", True, ["Condition/met"]),
     ]
     facts.append(known("F-PAIN-MIDLINE", midline) if midline is not None else unknown("F-PAIN-MIDLINE", "exam"))
     return facts
 
 
 def outcome(ev: Evaluation) -> tuple[Any, ...]:
-    return (tuple(sorted((k, v.value) for k, v in ev.derived.items())),
-            tuple(sorted(f.rule.id for f in ev.conclusions)))
+    return (
+        tuple(sorted((k, v.value) for k, v in ev.derived.items())),
+        tuple(sorted(f.rule.id for f in ev.conclusions)),
+    )
 
 
 def expected_rules(pain: int, infection: bool) -> set[str]:
@@ -103,5 +110,3 @@ def test_eight_threads_concurrent_evaluations_are_correct(engine: Engine) -> Non
     with ThreadPoolExecutor(max_workers=8) as pool:
         for i, rules in pool.map(work, range(4_000)):
             assert rules == expected_rules(i % 10, i % 3 == 0), i
-
-

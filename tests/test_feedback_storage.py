@@ -33,15 +33,30 @@ def _stored(app: Any) -> list[FeedbackItem]:
 
 def test_every_item_is_stored(storage_app: Any) -> None:
     cards = [str(uuid.uuid4()) for _ in range(3)]
-    body = {"feedback": [
-        {"card": cards[0], "outcome": "accepted", "acceptedSuggestions": [{"id": "s1"}],
-         "outcomeTimestamp": "2026-06-01T12:00:00Z"},
-        {"card": cards[1], "outcome": "overridden", "outcomeTimestamp": "2026-06-01T12:01:00Z",
-         "overrideReason": {"reason": {"system": "https://fhir.spinecds.org/CodeSystem/override-reason",
-                                       "code": "patient-declined", "display": "Patient declined"},
-                            "userComment": "prefers RT first"}},
-        {"card": cards[2], "outcome": "overridden", "outcomeTimestamp": "2026-06-01T12:02:00+00:00"},
-    ]}
+    body = {
+        "feedback": [
+            {
+                "card": cards[0],
+                "outcome": "accepted",
+                "acceptedSuggestions": [{"id": "s1"}],
+                "outcomeTimestamp": "2026-06-01T12:00:00Z",
+            },
+            {
+                "card": cards[1],
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-06-01T12:01:00Z",
+                "overrideReason": {
+                    "reason": {
+                        "system": "https://fhir.spinecds.org/CodeSystem/override-reason",
+                        "code": "patient-declined",
+                        "display": "Patient declined",
+                    },
+                    "userComment": "prefers RT first",
+                },
+            },
+            {"card": cards[2], "outcome": "overridden", "outcomeTimestamp": "2026-06-01T12:02:00+00:00"},
+        ]
+    }
     response = storage_app.test_client().post(f"/cds-services/{SERVICE}/feedback", json=body)
     assert response.status_code == 200
     rows = _stored(storage_app)
@@ -50,14 +65,19 @@ def test_every_item_is_stored(storage_app: Any) -> None:
     assert (rows[1].override_code, rows[1].override_comment) == ("patient-declined", "prefers RT first")
 
 
-@pytest.mark.parametrize(("item", "needle"), [
-    ({"card": "c", "outcome": "maybe", "outcomeTimestamp": "2026-06-01T12:00:00Z"}, "cds-fb-1"),
-    ({"card": "c", "outcome": "accepted", "outcomeTimestamp": "2026-06-01T12:00:00Z"}, "cds-fb-2"),
-    ({"card": "c", "outcome": "overridden", "overrideReason": {}, "outcomeTimestamp": "2026-06-01T12:00:00Z"},
-     "cds-fb-3"),
-    ({"card": "c", "outcome": "overridden", "outcomeTimestamp": "yesterday"}, "outcomeTimestamp"),
-    ({"outcome": "overridden", "outcomeTimestamp": "2026-06-01T12:00:00Z"}, "card"),
-])
+@pytest.mark.parametrize(
+    ("item", "needle"),
+    [
+        ({"card": "c", "outcome": "maybe", "outcomeTimestamp": "2026-06-01T12:00:00Z"}, "cds-fb-1"),
+        ({"card": "c", "outcome": "accepted", "outcomeTimestamp": "2026-06-01T12:00:00Z"}, "cds-fb-2"),
+        (
+            {"card": "c", "outcome": "overridden", "overrideReason": {}, "outcomeTimestamp": "2026-06-01T12:00:00Z"},
+            "cds-fb-3",
+        ),
+        ({"card": "c", "outcome": "overridden", "outcomeTimestamp": "yesterday"}, "outcomeTimestamp"),
+        ({"outcome": "overridden", "outcomeTimestamp": "2026-06-01T12:00:00Z"}, "card"),
+    ],
+)
 def test_invalid_feedback_is_400_and_nothing_stored(storage_app: Any, item: dict[str, Any], needle: str) -> None:
     valid = {"card": "ok", "outcome": "overridden", "outcomeTimestamp": "2026-06-01T12:00:00Z"}
     response = storage_app.test_client().post(f"/cds-services/{SERVICE}/feedback", json={"feedback": [valid, item]})
@@ -67,8 +87,7 @@ def test_invalid_feedback_is_400_and_nothing_stored(storage_app: Any, item: dict
 
 
 def test_feedback_needs_json(storage_app: Any) -> None:
-    response = storage_app.test_client().post(f"/cds-services/{SERVICE}/feedback", data="x",
-                                              content_type="text/plain")
+    response = storage_app.test_client().post(f"/cds-services/{SERVICE}/feedback", data="x", content_type="text/plain")
     assert response.status_code == 415
     assert response.get_json()["resourceType"] == "OperationOutcome"
 

@@ -211,9 +211,7 @@ def test_bad_count_is_400(server: FhirTestServer) -> None:
 @pytest.fixture
 def paged() -> Iterator[FhirTestServer]:
     with FhirTestServer() as fhir:
-        fhir.add_many(
-            observation(f"obs{i:03d}", "px", "2160-0", f"2024-01-01T00:00:{i % 60:02d}Z") for i in range(120)
-        )
+        fhir.add_many(observation(f"obs{i:03d}", "px", "2160-0", f"2024-01-01T00:00:{i % 60:02d}Z") for i in range(120))
         yield fhir
 
 

@@ -15,7 +15,10 @@ SPEC = FIXTURES / "cds_hooks_examples"
 
 # file -> (expected status, why)
 EXPECTED: dict[str, tuple[int, str]] = {
-    "patient_view_requests/Adolfo777_Braun514.json": (412, "prefetch keys are AHRQ's, fhirServer example.org unreachable"),
+    "patient_view_requests/Adolfo777_Braun514.json": (
+        412,
+        "prefetch keys are AHRQ's, fhirServer example.org unreachable",
+    ),
     "patient_view_requests/Adrian111_Wunsch504.json": (412, "as above"),
     "patient_view_requests/Cher186_Crooks415.json": (412, "as above"),
     "patient_view_requests/Debora709_Mayer370.json": (412, "as above"),
@@ -25,11 +28,16 @@ EXPECTED: dict[str, tuple[int, str]] = {
     "edge_case_requests/missing_prefetch_keys_invocation.json": (412, "as above"),
     "edge_case_requests/null_prefetch_values_invocation.json": (412, "AHRQ keys null; ours absent and unfetchable"),
     "hl7_spec/hook-request-patient-view-with-prefetch.json": (412, "only patientToGreet sent; server unreachable"),
-    "hl7_spec/hook-request-paginated-prefetch.json": (412, "valid order-sign; patient and conditions absent and "
-                                                          "ehr.example.org unreachable"),
+    "hl7_spec/hook-request-paginated-prefetch.json": (
+        412,
+        "valid order-sign; patient and conditions absent and ehr.example.org unreachable",
+    ),
     "hl7_spec/hook-request-with-extension.json": (400, "patient-view without context.patientId"),
     "cds_hooks_org_examples/opioid-cdc-request-order-sign.json": (400, "order-sign without context.draftOrders"),
-    "cds_hooks_org_examples/radiology-appropriateness-request-order-select.json": (412, "no prefetch, server unreachable"),
+    "cds_hooks_org_examples/radiology-appropriateness-request-order-select.json": (
+        412,
+        "no prefetch, server unreachable",
+    ),
 }
 
 
@@ -56,19 +64,28 @@ def test_fixture_request_status(client: Any, rel: str) -> None:
 
 
 def test_every_fixture_request_is_listed() -> None:
-    found = {f"{p.parent.name}/{p.name}" for p in (AHRQ / "patient_view_requests").glob("*.json")
-             if p.name != "feedback.json"}
+    found = {
+        f"{p.parent.name}/{p.name}"
+        for p in (AHRQ / "patient_view_requests").glob("*.json")
+        if p.name != "feedback.json"
+    }
     found |= {f"{p.parent.name}/{p.name}" for p in (AHRQ / "edge_case_requests").glob("*.json")}
     found |= {f"{p.parent.name}/{p.name}" for p in SPEC.glob("*/*request*.json")}
     assert found == set(EXPECTED)
 
 
-REKEY = {"Patient": "patient", "Condition": "conditions", "MedicationRequest": "meds",
-         "MedicationStatement": "medstatements", "Procedure": "procedures"}
+REKEY = {
+    "Patient": "patient",
+    "Condition": "conditions",
+    "MedicationRequest": "meds",
+    "MedicationStatement": "medstatements",
+    "Procedure": "procedures",
+}
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (AHRQ / "patient_view_requests").glob("*.json")
-                                        if p.name != "feedback.json"))
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (AHRQ / "patient_view_requests").glob("*.json") if p.name != "feedback.json")
+)
 def test_ahrq_requests_rekeyed_to_our_templates(client: Any, name: str) -> None:
     """Derived from the AHRQ fixtures: the same data under our prefetch keys, no fhirServer."""
     body = load_json(AHRQ / "patient_view_requests" / name)
@@ -83,7 +100,10 @@ def test_ahrq_requests_rekeyed_to_our_templates(client: Any, name: str) -> None:
 
 
 def test_feedback_fixtures_are_stored(client: Any) -> None:
-    for path in [AHRQ / "patient_view_requests" / "feedback.json", *sorted((SPEC / "hl7_spec").glob("feedback-*.json"))]:
+    for path in [
+        AHRQ / "patient_view_requests" / "feedback.json",
+        *sorted((SPEC / "hl7_spec").glob("feedback-*.json")),
+    ]:
         response = client.post("/cds-services/spine-metastasis-review/feedback", json=load_json(path))
         assert response.status_code == 200, (path.name, response.get_json())
 

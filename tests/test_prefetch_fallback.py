@@ -24,10 +24,16 @@ def ehr() -> Iterator[FhirTestServer]:
 
 def _request(server: FhirTestServer, prefetch: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "hook": "patient-view",
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
         "fhirServer": server.base_url,
-        "fhirAuthorization": {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300,
-                              "scope": "patient/*.read", "subject": "spinecds"},
+        "fhirAuthorization": {
+            "access_token": TOKEN,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "spinecds",
+        },
         "context": {"userId": "Practitioner/x", "patientId": "worked"},
     }
     if prefetch is not None:
@@ -65,9 +71,17 @@ def test_required_data_fault_gives_412_never_500(client: Any, ehr: FhirTestServe
 
 def test_fault_mid_pagination_is_412(client: Any, ehr: FhirTestServer) -> None:
     for i in range(3):  # enough Conditions for a second page
-        ehr.add({"resourceType": "Condition", "id": f"extra{i}", "subject": {"reference": "Patient/worked"},
-                 "code": {"text": "hypertension"}, "clinicalStatus": {"coding": [
-                     {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}})
+        ehr.add(
+            {
+                "resourceType": "Condition",
+                "id": f"extra{i}",
+                "subject": {"reference": "Patient/worked"},
+                "code": {"text": "hypertension"},
+                "clinicalStatus": {
+                    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+                },
+            }
+        )
     ehr.fail_on_page = 2
     ehr.set_fault("500", "Condition")
     response = client.post("/cds-services/spine-metastasis-review", json=_request(ehr))

@@ -39,8 +39,10 @@ def build_cards(evaluation: Evaluation, base: RuleBase, ctx: CardContext) -> lis
         for target in base.cards[name].get("suppresses", []):
             if target in groups and target != name:
                 suppressed[target] = groups.pop(target)
-    cards = [_card(name, firings, base, ctx, suppressed if base.cards[name].get("suppresses") else {})
-             for name, firings in groups.items()]
+    cards = [
+        _card(name, firings, base, ctx, suppressed if base.cards[name].get("suppresses") else {})
+        for name, firings in groups.items()
+    ]
     cards.sort(key=lambda c: (-INDICATORS.index(c["indicator"]), c["summary"]))
     return cards
 
@@ -52,8 +54,9 @@ def _rank(firing: Firing, order: list[str]) -> tuple[int, int]:
     return (-severity, pos)
 
 
-def _card(name: str, firings: list[Firing], base: RuleBase, ctx: CardContext,
-          suppressed: Mapping[str, list[Firing]]) -> dict[str, Any]:
+def _card(
+    name: str, firings: list[Firing], base: RuleBase, ctx: CardContext, suppressed: Mapping[str, list[Firing]]
+) -> dict[str, Any]:
     group = base.cards[name]
     firings = sorted(firings, key=lambda f: _rank(f, group.get("order", [])))
     lead = firings[0]
@@ -68,14 +71,22 @@ def _card(name: str, firings: list[Firing], base: RuleBase, ctx: CardContext,
         "indicator": conclusion["indicator"],
         "source": dict(group["source"]),
         "detail": _detail(firings, facts, thresholds, base, suppressed),
-        "overrideReasons": [{"system": OVERRIDE_SYSTEM, "code": r["code"], "display": r["display"]}
-                            for r in base.override_reasons],
-        "links": [{"label": f"Rule {rid} in the spinecds rule reference",
-                   "url": f"{ctx.public_base_url.rstrip('/')}/rules/{rid}", "type": "absolute"}
-                  for rid in _unique(f.rule.id for f in firings)],
+        "overrideReasons": [
+            {"system": OVERRIDE_SYSTEM, "code": r["code"], "display": r["display"]} for r in base.override_reasons
+        ],
+        "links": [
+            {
+                "label": f"Rule {rid} in the spinecds rule reference",
+                "url": f"{ctx.public_base_url.rstrip('/')}/rules/{rid}",
+                "type": "absolute",
+            }
+            for rid in _unique(f.rule.id for f in firings)
+        ],
     }
-    suggestions = [_suggestion(sid, base, ctx, facts)
-                   for sid in _unique(s for f in firings for s in (f.rule.conclude or {}).get("suggestions", []))]
+    suggestions = [
+        _suggestion(sid, base, ctx, facts)
+        for sid in _unique(s for f in firings for s in (f.rule.conclude or {}).get("suggestions", []))
+    ]
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "any"
@@ -99,17 +110,26 @@ def _summary(text: str) -> str:
     return text if len(text) < 140 else text[:136].rstrip() + "..."
 
 
-def _detail(firings: list[Firing], facts: list[Fact], thresholds: list[str], base: RuleBase,
-            suppressed: Mapping[str, list[Firing]]) -> str:
+def _detail(
+    firings: list[Firing],
+    facts: list[Fact],
+    thresholds: list[str],
+    base: RuleBase,
+    suppressed: Mapping[str, list[Firing]],
+) -> str:
     lines: list[str] = []
     for f in firings:
         c = f.rule.conclude or {}
-        lines.append(f"**{f.rule.id} – {f.rule.title}** ({c.get('type', '').replace('_', ' ').lower()}): {c.get('text', '')}")
+        lines.append(
+            f"**{f.rule.id} – {f.rule.title}** ({c.get('type', '').replace('_', ' ').lower()}): {c.get('text', '')}"
+        )
     lines.append("")
     lines.append("**Why** (facts used)")
     for fact in facts:
         if fact.known:
-            lines.append(f"- {fact.fid}{_lvl(fact)} = {_fmt(fact.value)}{_refs(fact)}{' — ' + fact.note if fact.note else ''}")
+            lines.append(
+                f"- {fact.fid}{_lvl(fact)} = {_fmt(fact.value)}{_refs(fact)}{' — ' + fact.note if fact.note else ''}"
+            )
     missing = [f for f in facts if not f.known]
     if missing:
         lines.append("")
@@ -122,11 +142,15 @@ def _detail(firings: list[Firing], facts: list[Fact], thresholds: list[str], bas
         for name in thresholds:
             spec = base.thresholds[name]
             origin = "local default" if spec["local_default"] else "site setting"
-            lines.append(f"- {name} = {spec['value']:g} {spec.get('unit', '')} ({origin}; basis: {spec.get('basis', '')})")
+            lines.append(
+                f"- {name} = {spec['value']:g} {spec.get('unit', '')} ({origin}; basis: {spec.get('basis', '')})"
+            )
     if suppressed:
         lines.append("")
-        lines.append("**Withheld while this emergency stands**: "
-                     + ", ".join(sorted({f.rule.id for fs in suppressed.values() for f in fs})))
+        lines.append(
+            "**Withheld while this emergency stands**: "
+            + ", ".join(sorted({f.rule.id for fs in suppressed.values() for f in fs}))
+        )
     quotes = _unique((q["seed"], q["text"]) for f in firings for q in (f.rule.conclude or {}).get("quotes", []))
     if quotes:
         lines.append("")
@@ -165,11 +189,18 @@ def _suggestion(sid: str, base: RuleBase, ctx: CardContext, facts: Sequence[Fact
     code: dict[str, Any] = {"text": spec["code_text"]}
     if "code" in spec:
         code["coding"] = [dict(spec["code"])]
-    resource: dict[str, Any] = {"resourceType": "ServiceRequest", "status": "draft", "intent": "proposal",
-                                "code": code, "priority": spec.get("priority", "routine")}
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "proposal",
+        "code": code,
+        "priority": spec.get("priority", "routine"),
+    }
     if ctx.patient_id:
         resource["subject"] = {"reference": f"Patient/{ctx.patient_id}"}
-    reasons = _unique(r for f in facts if f.known and f.value is not False for r in f.refs if r.startswith("Condition/"))
+    reasons = _unique(
+        r for f in facts if f.known and f.value is not False for r in f.refs if r.startswith("Condition/")
+    )
     if reasons:
         resource["reasonReference"] = [{"reference": r} for r in reasons]
     return {

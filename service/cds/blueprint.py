@@ -58,14 +58,21 @@ def call_service(service_id: str) -> Response:
     try:
         decision = state.pipeline.run(hook_request)
     except PrefetchUnavailable as exc:
-        raise ApiError(412, "required FHIR data could not be obtained from prefetch or fhirServer",
-                       issues=exc.reasons) from exc
+        raise ApiError(
+            412, "required FHIR data could not be obtained from prefetch or fhirServer", issues=exc.reasons
+        ) from exc
     _record_cards(state, service, hook_request.hook_instance, decision.cards)
     pool = decision.prefetch.pool
-    log.info("service=%s hook=%s cards=%d rules=%s skipped=%d fetched=%s ms=%.1f", service.id, service.hook,
-             len(decision.cards),
-             ",".join(sorted({r for c in decision.cards for r in c["extension"]["org.spinecds.trace"]["rules"]})),
-             len(pool.skipped), ",".join(decision.prefetch.fetched) or "-", (time.perf_counter() - started) * 1000)
+    log.info(
+        "service=%s hook=%s cards=%d rules=%s skipped=%d fetched=%s ms=%.1f",
+        service.id,
+        service.hook,
+        len(decision.cards),
+        ",".join(sorted({r for c in decision.cards for r in c["extension"]["org.spinecds.trace"]["rules"]})),
+        len(pool.skipped),
+        ",".join(decision.prefetch.fetched) or "-",
+        (time.perf_counter() - started) * 1000,
+    )
     return jsonify({"cards": decision.cards})
 
 
@@ -76,9 +83,17 @@ def _record_cards(state: AppState, service: ServiceDefinition, hook_instance: st
         with state.sessions.begin() as session:
             for card in cards:
                 trace = card["extension"]["org.spinecds.trace"]
-                session.add(IssuedCard(card_uuid=card["uuid"], service_id=service.id, hook_instance=hook_instance,
-                                       card_group=trace["card"], indicator=card["indicator"], rules=trace["rules"],
-                                       rule_base=trace["ruleBase"]))
+                session.add(
+                    IssuedCard(
+                        card_uuid=card["uuid"],
+                        service_id=service.id,
+                        hook_instance=hook_instance,
+                        card_group=trace["card"],
+                        indicator=card["indicator"],
+                        rules=trace["rules"],
+                        rule_base=trace["ruleBase"],
+                    )
+                )
     except SQLAlchemyError:
         # cards are still valid advice; the audit row is lost and that is logged loudly
         log.exception("could not record issued cards")
@@ -94,12 +109,18 @@ def feedback(service_id: str) -> Response:
             for item in items:
                 reason = item.get("overrideReason") or {}
                 coding = reason.get("reason") or {}
-                session.add(FeedbackItem(
-                    service_id=service.id, card_uuid=item["card"], outcome=item["outcome"],
-                    outcome_timestamp=item["outcomeTimestamp"],
-                    accepted_suggestions=[s["id"] for s in item.get("acceptedSuggestions", [])],
-                    override_code=coding.get("code"), override_system=coding.get("system"),
-                    override_comment=reason.get("userComment")))
+                session.add(
+                    FeedbackItem(
+                        service_id=service.id,
+                        card_uuid=item["card"],
+                        outcome=item["outcome"],
+                        outcome_timestamp=item["outcomeTimestamp"],
+                        accepted_suggestions=[s["id"] for s in item.get("acceptedSuggestions", [])],
+                        override_code=coding.get("code"),
+                        override_system=coding.get("system"),
+                        override_comment=reason.get("userComment"),
+                    )
+                )
     except SQLAlchemyError as exc:
         log.error("feedback not stored: database unavailable (%s)", type(exc).__name__)
         raise ApiError(503, "feedback could not be stored now; retry later") from exc
@@ -108,7 +129,7 @@ def feedback(service_id: str) -> Response:
 
 def _parse_feedback(body: Any) -> list[dict[str, Any]]:
     if not isinstance(body, dict) or not isinstance(body.get("feedback"), list) or not body["feedback"]:
-        raise ApiError(400, "feedback body must be {\"feedback\": [ ... ]} with at least one item")
+        raise ApiError(400, 'feedback body must be {"feedback": [ ... ]} with at least one item')
     problems: list[str] = []
     for i, item in enumerate(body["feedback"]):
         where = f"feedback[{i}]"
@@ -121,9 +142,11 @@ def _parse_feedback(body: Any) -> list[dict[str, Any]]:
         if outcome not in ("accepted", "overridden"):
             problems.append(f"{where}.outcome: must be 'accepted' or 'overridden' (cds-fb-1)")
         accepted = item.get("acceptedSuggestions")
-        if accepted is not None and (not isinstance(accepted, list) or not all(
-                isinstance(s, dict) and isinstance(s.get("id"), str) for s in accepted)):
-            problems.append(f"{where}.acceptedSuggestions: must be an array of {{\"id\": suggestion uuid}}")
+        if accepted is not None and (
+            not isinstance(accepted, list)
+            or not all(isinstance(s, dict) and isinstance(s.get("id"), str) for s in accepted)
+        ):
+            problems.append(f'{where}.acceptedSuggestions: must be an array of {{"id": suggestion uuid}}')
         if outcome == "accepted" and not accepted:
             problems.append(f"{where}.acceptedSuggestions: required when outcome is accepted (cds-fb-2)")
         reason = item.get("overrideReason")
@@ -143,8 +166,9 @@ def _override_problems(where: str, reason: Any) -> list[str]:
     coding, comment = reason.get("reason"), reason.get("userComment")
     if coding is None and comment is None:
         problems.append(f"{where}.overrideReason: needs reason or userComment (cds-fb-3)")
-    if coding is not None and not (isinstance(coding, dict) and isinstance(coding.get("code"), str)
-                                   and isinstance(coding.get("system"), str)):
+    if coding is not None and not (
+        isinstance(coding, dict) and isinstance(coding.get("code"), str) and isinstance(coding.get("system"), str)
+    ):
         problems.append(f"{where}.overrideReason.reason: must be a Coding with system and code")
     if comment is not None and not isinstance(comment, str):
         problems.append(f"{where}.overrideReason.userComment: must be a string")

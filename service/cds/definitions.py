@@ -14,10 +14,10 @@ PREFETCH: dict[str, str] = {
     "patient": f"Patient/{P}",
     "conditions": f"Condition?patient={P}&clinical-status=active,recurrence,relapse",
     "labs": f"Observation?patient={P}&code=http://loinc.org|777-3,http://loinc.org|6301-6,"
-            "http://loinc.org|34714-6,http://loinc.org|5902-2,http://loinc.org|3173-2,http://loinc.org|14979-9"
-            "&_sort=-date",
+    "http://loinc.org|34714-6,http://loinc.org|5902-2,http://loinc.org|3173-2,http://loinc.org|14979-9"
+    "&_sort=-date",
     "ps_pain": f"Observation?patient={P}&code=http://loinc.org|89247-1,http://loinc.org|89243-0,"
-               "http://loinc.org|72514-3&_sort=-date",
+    "http://loinc.org|72514-3&_sort=-date",
     "findings": f"Observation?patient={P}&code={LOCAL}|&_sort=-date",
     "meds": f"MedicationRequest?patient={P}&status=active,completed,stopped,on-hold",
     "medstatements": f"MedicationStatement?patient={P}",
@@ -62,28 +62,42 @@ class ServiceDefinition:
         }
 
 
-USAGE = ("Send FHIR R4 data via the prefetch templates, or grant a fhirAuthorization token with read access "
-         "to Patient, Condition, Observation, MedicationRequest, MedicationStatement, AllergyIntolerance, "
-         "Procedure and DiagnosticReport. Patient and Condition data are required (412 without them). "
-         "Local findings (SINS, ESCC, STIR, fracture morphology, exam) use the CodeSystem "
-         f"{LOCAL}.")
+USAGE = (
+    "Send FHIR R4 data via the prefetch templates, or grant a fhirAuthorization token with read access "
+    "to Patient, Condition, Observation, MedicationRequest, MedicationStatement, AllergyIntolerance, "
+    "Procedure and DiagnosticReport. Patient and Condition data are required (412 without them). "
+    "Local findings (SINS, ESCC, STIR, fracture morphology, exam) use the CodeSystem "
+    f"{LOCAL}."
+)
 
 SERVICES: dict[str, ServiceDefinition] = {
     s.id: s
     for s in (
         ServiceDefinition(
-            "spine-metastasis-review", "patient-view", "Metastatic spine: augmentation and radiotherapy review",
+            "spine-metastasis-review",
+            "patient-view",
+            "Metastatic spine: augmentation and radiotherapy review",
             "Reviews a patient with spinal metastases: vertebral augmentation (vertebroplasty/kyphoplasty) "
             "eligibility, palliative radiotherapy options, cord-compression emergencies and missing work-up. "
-            "Every card lists the rules and FHIR facts behind it.", USAGE),
+            "Every card lists the rules and FHIR facts behind it.",
+            USAGE,
+        ),
         ServiceDefinition(
-            "spine-procedure-order-select", "order-select", "Vertebral augmentation / radiotherapy order check",
+            "spine-procedure-order-select",
+            "order-select",
+            "Vertebral augmentation / radiotherapy order check",
             "Checks a draft ServiceRequest for vertebroplasty/kyphoplasty (levels, prophylactic levels) or a "
-            "palliative radiotherapy course against the patient's data while it is being selected.", USAGE),
+            "palliative radiotherapy course against the patient's data while it is being selected.",
+            USAGE,
+        ),
         ServiceDefinition(
-            "spine-procedure-order-sign", "order-sign", "Vertebral augmentation / radiotherapy order sign-off",
+            "spine-procedure-order-sign",
+            "order-sign",
+            "Vertebral augmentation / radiotherapy order sign-off",
             "Checks draft vertebroplasty/kyphoplasty and radiotherapy orders at signing: contraindications, "
-            "level limits, missing work-up.", USAGE),
+            "level limits, missing work-up.",
+            USAGE,
+        ),
     )
 }
 

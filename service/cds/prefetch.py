@@ -22,8 +22,12 @@ from .request import HookRequest
 
 log = logging.getLogger("spinecds.prefetch")
 TOKEN = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
-USER_TOKENS = {"userPractitionerId": "Practitioner", "userPractitionerRoleId": "PractitionerRole",
-               "userPatientId": "Patient", "userRelatedPersonId": "RelatedPerson"}
+USER_TOKENS = {
+    "userPractitionerId": "Practitioner",
+    "userPractitionerRoleId": "PractitionerRole",
+    "userPatientId": "Patient",
+    "userRelatedPersonId": "RelatedPerson",
+}
 
 
 class PrefetchUnavailable(Exception):
@@ -69,8 +73,11 @@ def _is_outcome(value: Mapping[str, Any]) -> bool:
         return True
     entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
     return isinstance(entries, list) and any(
-        isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)
-        and e["resource"].get("resourceType") == "OperationOutcome" for e in entries)
+        isinstance(e, Mapping)
+        and isinstance(e.get("resource"), Mapping)
+        and e["resource"].get("resourceType") == "OperationOutcome"
+        for e in entries
+    )
 
 
 def gather(request: HookRequest, limits: FetchLimits) -> PrefetchResult:

@@ -73,8 +73,7 @@ def parse_hook_request(body: Any, service: ServiceDefinition) -> HookRequest:
     if problems:
         raise ApiError(400, "invalid CDS Hooks request", issues=problems)
     assert isinstance(hook, str) and isinstance(instance, str)
-    return HookRequest(hook, instance, context, server if isinstance(server, str) else None, token,
-                       prefetch, extension)
+    return HookRequest(hook, instance, context, server if isinstance(server, str) else None, token, prefetch, extension)
 
 
 def _context_problems(hook: str, context: Mapping[str, Any]) -> list[str]:

@@ -131,8 +131,12 @@ def load_rulebase(rules_dir: str | Path, threshold_overrides: Mapping[str, Any] 
         spec.setdefault("local_default", True)
     derived_doc = read(root / "derived.yaml")
     derived = {
-        d["id"]: DerivedFact(d["id"], d.get("description", ""), [str(v) for v in d.get("values", ["true", "unknown"])],
-                             list(d.get("sources", [])))
+        d["id"]: DerivedFact(
+            d["id"],
+            d.get("description", ""),
+            [str(v) for v in d.get("values", ["true", "unknown"])],
+            list(d.get("sources", [])),
+        )
         for d in derived_doc["derived"]
     }
     cards_doc = read(root / "cards.yaml")
@@ -141,8 +145,15 @@ def load_rulebase(rules_dir: str | Path, threshold_overrides: Mapping[str, Any] 
         doc = read(path)
         for raw in doc.get("rules", []):
             rules.append(_parse_rule(raw, path.name))
-    base = RuleBase(rules, derived, thresholds, cards_doc.get("cards", {}), cards_doc.get("suggestions", {}),
-                    list(cards_doc.get("override_reasons", [])), hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12])
+    base = RuleBase(
+        rules,
+        derived,
+        thresholds,
+        cards_doc.get("cards", {}),
+        cards_doc.get("suggestions", {}),
+        list(cards_doc.get("override_reasons", [])),
+        hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12],
+    )
     _check(base)
     _stratify(base)
     return base
@@ -165,8 +176,17 @@ def _parse_rule(raw: Mapping[str, Any], file: str) -> Rule:
     conclude = raw.get("conclude")
     if derive is None and conclude is None:
         raise RuleError(f"{rid}: a rule needs derive, conclude or both")
-    return Rule(rid, raw.get("title", rid), raw.get("catalogue", ""), list(raw.get("sources", [])), branches,
-                derive, conclude, bool(raw.get("unknown_variant", True)), file)
+    return Rule(
+        rid,
+        raw.get("title", rid),
+        raw.get("catalogue", ""),
+        list(raw.get("sources", [])),
+        branches,
+        derive,
+        conclude,
+        bool(raw.get("unknown_variant", True)),
+        file,
+    )
 
 
 def _as_value(value: Any) -> str:
@@ -191,8 +211,16 @@ def _parse_atom(rid: str, alias: str, spec: Mapping[str, Any]) -> Atom:
     operand = spec[op]
     if derived:
         operand = [_as_value(v) for v in operand] if op == "in" else _as_value(operand)
-    return Atom(alias, spec.get("derived") or spec["fact"], derived, op, operand, spec.get("same_level"),
-                spec.get("src"), spec.get("src_not"))
+    return Atom(
+        alias,
+        spec.get("derived") or spec["fact"],
+        derived,
+        op,
+        operand,
+        spec.get("same_level"),
+        spec.get("src"),
+        spec.get("src_not"),
+    )
 
 
 def _check(base: RuleBase) -> None:
@@ -253,6 +281,7 @@ def _stratify(base: RuleBase) -> None:
 
 
 # ----------------------------------------------------------------------------- durable-rules JSON
+
 
 def durable_definitions(base: RuleBase) -> list[dict[str, dict[str, Any]]]:
     """One durable-rules ruleset definition per stratum: ``{rule_key: {"all": [...], "run": key}}``."""

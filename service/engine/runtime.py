@@ -189,8 +189,9 @@ class Engine:
         return DerivedValue(did, "false", [])
 
     @staticmethod
-    def _firing(rule: Rule, possible: bool, match: Match, facts: Sequence[Fact],
-                derived_in_order: list[DerivedValue]) -> Firing:
+    def _firing(
+        rule: Rule, possible: bool, match: Match, facts: Sequence[Fact], derived_in_order: list[DerivedValue]
+    ) -> Firing:
         used: list[Fact] = []
         used_derived: list[DerivedValue] = []
         for alias in sorted(match):

@@ -21,10 +21,22 @@ from .vocabulary import LEVEL_ORDER, Vocabulary, codings
 Resource = Mapping[str, Any]
 
 ESCC_ORDER = ["escc-0", "escc-1a", "escc-1b", "escc-1c", "escc-2", "escc-3"]
-SINS_COMPONENTS = ["sins-location", "sins-pain", "sins-bone-lesion", "sins-alignment", "sins-collapse",
-                   "sins-posterolateral"]
-TOKUHASHI_ITEMS = ["tokuhashi-kps-points", "tokuhashi-extraspinal-bone-points", "tokuhashi-vertebral-mets-points",
-                   "tokuhashi-visceral-points", "tokuhashi-primary-points", "tokuhashi-palsy-points"]
+SINS_COMPONENTS = [
+    "sins-location",
+    "sins-pain",
+    "sins-bone-lesion",
+    "sins-alignment",
+    "sins-collapse",
+    "sins-posterolateral",
+]
+TOKUHASHI_ITEMS = [
+    "tokuhashi-kps-points",
+    "tokuhashi-extraspinal-bone-points",
+    "tokuhashi-vertebral-mets-points",
+    "tokuhashi-visceral-points",
+    "tokuhashi-primary-points",
+    "tokuhashi-palsy-points",
+]
 SEVERE_SNOMED = "24484000"
 
 
@@ -57,6 +69,7 @@ def extractor(*fids: str) -> Callable[[Extractor], Extractor]:
         for fid in fids:
             EXTRACTORS[fid] = fn
         return fn
+
     return register
 
 
@@ -74,6 +87,7 @@ def extract_facts(inp: ExtractionInput) -> list[Fact]:
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def conditions_in(inp: ExtractionInput, vs_id: str) -> list[dict[str, Any]]:
     return [c for c in inp.of("Condition") if fd.condition_counts(c) and inp.vocab.concept_in(vs_id, c.get("code"))]
 
@@ -90,12 +104,22 @@ def condition_fact(inp: ExtractionInput, fid: str, vs_id: str, label: str) -> Fa
 
 def observations(inp: ExtractionInput, match: Callable[[Resource], bool]) -> list[dict[str, Any]]:
     found = [o for o in inp.of("Observation") if fd.observation_counts(o) and match(o)]
-    return sorted(found, key=lambda o: (fd.observation_time(o) or datetime.min.replace(tzinfo=inp.now.tzinfo),
-                                        str(o.get("id"))), reverse=True)
+    return sorted(
+        found,
+        key=lambda o: (fd.observation_time(o) or datetime.min.replace(tzinfo=inp.now.tzinfo), str(o.get("id"))),
+        reverse=True,
+    )
 
 
-def latest(inp: ExtractionInput, fid: str, obs: list[dict[str, Any]], window: str | None,
-           value: Callable[[Resource], Any], label: str, level: str = PATIENT_LEVEL) -> Fact:
+def latest(
+    inp: ExtractionInput,
+    fid: str,
+    obs: list[dict[str, Any]],
+    window: str | None,
+    value: Callable[[Resource], Any],
+    label: str,
+    level: str = PATIENT_LEVEL,
+) -> Fact:
     """Latest observation with a usable value wins; outside its window it is stale (unknown)."""
     usable = [(o, value(o)) for o in obs]
     usable = [(o, v) for o, v in usable if v is not None]
@@ -110,8 +134,12 @@ def latest(inp: ExtractionInput, fid: str, obs: list[dict[str, Any]], window: st
         if when is None:
             return unknown(fid, f"{label} undated", [fd.ref(o)], level=level)
         if inp.now - when > inp.days(window):
-            return unknown(fid, f"latest {label} is stale: {when.date().isoformat()}, older than "
-                                f"{inp.thresholds[window]:g} days", [fd.ref(o)], level=level)
+            return unknown(
+                fid,
+                f"latest {label} is stale: {when.date().isoformat()}, older than {inp.thresholds[window]:g} days",
+                [fd.ref(o)],
+                level=level,
+            )
     return known(fid, v, [fd.ref(o)], note, level=level)
 
 
@@ -151,13 +179,16 @@ def med_fact(inp: ExtractionInput, fid: str, vs_id: str, label: str, *, active_o
 
 # ----------------------------------------------------------------------------- disease
 
+
 @extractor("F-MET")
 def spinal_metastasis(inp: ExtractionInput) -> list[Fact]:
     found = conditions_in(inp, "spinal-metastasis")
     spinal = [c for c in found if levels_of(inp, c) or not fd.body_sites(c)]
     if spinal:
         levels = sorted({lvl for c in spinal for lvl in levels_of(inp, c)}, key=lambda x: LEVEL_ORDER.get(x, 99))
-        note = f"spinal/bone metastasis at {', '.join(levels)}" if levels else "bone metastasis, vertebral level not coded"
+        note = (
+            f"spinal/bone metastasis at {', '.join(levels)}" if levels else "bone metastasis, vertebral level not coded"
+        )
         return [known("F-MET", True, [fd.ref(c) for c in spinal], note)]
     if inp.has("conditions"):
         return [known("F-MET", False, note="no spinal metastasis on the obtained problem list")]
@@ -166,9 +197,13 @@ def spinal_metastasis(inp: ExtractionInput) -> list[Fact]:
 
 @extractor("F-PRIM", "F-MYELOMA", "F-PRIM-HORMONE", "F-PRIM-SEED-DELTA")
 def primary(inp: ExtractionInput) -> list[Fact]:
-    prims = [c for c in conditions_in(inp, "primary-cancer") if not inp.vocab.concept_in("spinal-metastasis", c.get("code"))]
+    prims = [
+        c for c in conditions_in(inp, "primary-cancer") if not inp.vocab.concept_in("spinal-metastasis", c.get("code"))
+    ]
     if not prims:
-        why = "no primary cancer on the obtained problem list" if inp.has("conditions") else "problem list not available"
+        why = (
+            "no primary cancer on the obtained problem list" if inp.has("conditions") else "problem list not available"
+        )
         return [unknown(f, why) for f in ("F-PRIM", "F-MYELOMA", "F-PRIM-HORMONE", "F-PRIM-SEED-DELTA")]
     refs = [fd.ref(c) for c in prims]
 
@@ -191,6 +226,7 @@ def primary(inp: ExtractionInput) -> list[Fact]:
 
 # ----------------------------------------------------------------------------- fracture
 
+
 def vcf_levels(inp: ExtractionInput) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for c in conditions_in(inp, "pathological-vcf"):
@@ -204,8 +240,10 @@ def fractures(inp: ExtractionInput) -> list[Fact]:
     levels = vcf_levels(inp)
     if not levels:
         if inp.has("conditions"):
-            return [known("F-VCF", False, note="no pathological vertebral fracture on the obtained problem list"),
-                    unknown("F-ACUTE", "no fracture to date")]
+            return [
+                known("F-VCF", False, note="no pathological vertebral fracture on the obtained problem list"),
+                unknown("F-ACUTE", "no fracture to date"),
+            ]
         return [unknown("F-VCF", "problem list not available"), unknown("F-ACUTE", "problem list not available")]
     facts: list[Fact] = []
     for lvl, refs in levels.items():
@@ -240,20 +278,47 @@ def acuity(inp: ExtractionInput, lvl: str, *, single: bool) -> Fact:
     return fact
 
 
-@extractor("F-POST-WALL", "F-RETRO-PCT", "F-INTRASPINAL-PCT", "F-PEDICLE", "F-BURST", "F-HEIGHT-LOSS-PCT",
-           "F-SUBLUXATION", "F-LYTIC", "F-EPIDURAL")
+@extractor(
+    "F-POST-WALL",
+    "F-RETRO-PCT",
+    "F-INTRASPINAL-PCT",
+    "F-PEDICLE",
+    "F-BURST",
+    "F-HEIGHT-LOSS-PCT",
+    "F-SUBLUXATION",
+    "F-LYTIC",
+    "F-EPIDURAL",
+)
 def morphology(inp: ExtractionInput) -> list[Fact]:
     w = "imaging.window_days"
     return [
         local_bool(inp, "F-POST-WALL", "posterior-wall-disruption", "posterior wall disruption", w),
-        latest(inp, "F-RETRO-PCT", local_obs(inp, "retropulsion-canal-compromise-pct"), w, fd.numeric_value,
-               "retropulsion canal compromise %"),
-        latest(inp, "F-INTRASPINAL-PCT", local_obs(inp, "intraspinal-extension-canal-compromise-pct"), w,
-               fd.numeric_value, "intraspinal extension canal compromise %"),
+        latest(
+            inp,
+            "F-RETRO-PCT",
+            local_obs(inp, "retropulsion-canal-compromise-pct"),
+            w,
+            fd.numeric_value,
+            "retropulsion canal compromise %",
+        ),
+        latest(
+            inp,
+            "F-INTRASPINAL-PCT",
+            local_obs(inp, "intraspinal-extension-canal-compromise-pct"),
+            w,
+            fd.numeric_value,
+            "intraspinal extension canal compromise %",
+        ),
         local_bool(inp, "F-PEDICLE", "pedicle-involvement-fracture-level", "pedicle involvement", w),
         local_bool(inp, "F-BURST", "burst-fracture", "burst fracture", w),
-        latest(inp, "F-HEIGHT-LOSS-PCT", local_obs(inp, "vertebral-height-loss-pct"), w, fd.numeric_value,
-               "vertebral height loss %"),
+        latest(
+            inp,
+            "F-HEIGHT-LOSS-PCT",
+            local_obs(inp, "vertebral-height-loss-pct"),
+            w,
+            fd.numeric_value,
+            "vertebral height loss %",
+        ),
         local_bool(inp, "F-SUBLUXATION", "subluxation-translation", "subluxation/translation", w),
         local_bool(inp, "F-LYTIC", "lytic-lesion", "lytic lesion", w),
         local_bool(inp, "F-EPIDURAL", "epidural-disease", "epidural disease", w),
@@ -274,8 +339,9 @@ def sins(inp: ExtractionInput) -> list[Fact]:
     total = latest(inp, "F-SINS", local_obs(inp, "sins-total"), "imaging.window_days", fd.numeric_value, "SINS")
     if total.known:
         return [total]
-    parts = [latest(inp, "F-SINS", local_obs(inp, c), "imaging.window_days", fd.numeric_value, c)
-             for c in SINS_COMPONENTS]
+    parts = [
+        latest(inp, "F-SINS", local_obs(inp, c), "imaging.window_days", fd.numeric_value, c) for c in SINS_COMPONENTS
+    ]
     if all(p.known for p in parts):
         value = int(sum(float(p.value or 0) for p in parts))
         return [known("F-SINS", value, [r for p in parts for r in p.refs], f"SINS {value} computed from 6 components")]
@@ -286,6 +352,7 @@ def sins(inp: ExtractionInput) -> list[Fact]:
 
 
 # ----------------------------------------------------------------------------- pain and analgesia
+
 
 @extractor("F-PAIN")
 def pain(inp: ExtractionInput) -> list[Fact]:
@@ -320,6 +387,7 @@ def brace(inp: ExtractionInput) -> list[Fact]:
 
 # ----------------------------------------------------------------------------- neurology
 
+
 @extractor("F-SCC-SYMPT")
 def cord_compression(inp: ExtractionInput) -> list[Fact]:
     return [condition_fact(inp, "F-SCC-SYMPT", "cord-compression", "spinal cord/cauda equina compression")]
@@ -331,6 +399,7 @@ def neuro_deficit(inp: ExtractionInput) -> list[Fact]:
 
 
 # ----------------------------------------------------------------------------- contraindications
+
 
 @extractor("F-INFECT")
 def infection(inp: ExtractionInput) -> list[Fact]:
@@ -358,15 +427,23 @@ def allergies(inp: ExtractionInput) -> list[Fact]:
     records = [a for a in inp.of("AllergyIntolerance") if fd.allergy_counts(a)]
     nka = bool(local_obs(inp, "no-known-allergy"))
     facts = []
-    for fid, vs_id, label in (("F-ALLERGY-PMMA", "allergy-bone-cement", "bone cement (PMMA) allergy"),
-                              ("F-ALLERGY-CONTRAST", "allergy-contrast", "radiographic contrast allergy")):
+    for fid, vs_id, label in (
+        ("F-ALLERGY-PMMA", "allergy-bone-cement", "bone cement (PMMA) allergy"),
+        ("F-ALLERGY-CONTRAST", "allergy-contrast", "radiographic contrast allergy"),
+    ):
         hits = [a for a in records if inp.vocab.concept_in(vs_id, a.get("code"))]
         hits += conditions_in(inp, vs_id)
         if hits:
             facts.append(known(fid, True, [fd.ref(a) for a in hits], label))
         elif inp.has("allergies") and (records or nka):
-            facts.append(known(fid, False, [fd.ref(a) for a in records[:1]],
-                               f"allergy list reviewed ({len(records)} entries), no {label}"))
+            facts.append(
+                known(
+                    fid,
+                    False,
+                    [fd.ref(a) for a in records[:1]],
+                    f"allergy list reviewed ({len(records)} entries), no {label}",
+                )
+            )
         else:
             facts.append(unknown(fid, "no allergy list or 'no known allergies' documented"))
     return facts
@@ -379,7 +456,9 @@ def comorbidity(inp: ExtractionInput) -> list[Fact]:
     if severe:
         cp = known("F-CARDIOPULM-SEVERE", True, [fd.ref(c) for c in severe], "severe cardiopulmonary disease")
     elif cardio:
-        cp = unknown("F-CARDIOPULM-SEVERE", "cardiopulmonary disease coded without severity", [fd.ref(c) for c in cardio])
+        cp = unknown(
+            "F-CARDIOPULM-SEVERE", "cardiopulmonary disease coded without severity", [fd.ref(c) for c in cardio]
+        )
     elif inp.has("conditions"):
         cp = known("F-CARDIOPULM-SEVERE", False, note="no heart failure/COPD on the obtained problem list")
     else:
@@ -401,14 +480,16 @@ def backup(inp: ExtractionInput) -> list[Fact]:
 
 # ----------------------------------------------------------------------------- performance, prognosis
 
+
 @extractor("F-ECOG", "F-KPS", "F-LE", "F-TOK-TOTAL")
 def performance(inp: ExtractionInput) -> list[Fact]:
     def coded(vs_id: str) -> list[dict[str, Any]]:
         return observations(inp, lambda o: inp.vocab.concept_in(vs_id, o.get("code")))
 
     items = [latest(inp, "F-TOK-TOTAL", local_obs(inp, c), None, fd.numeric_value, c) for c in TOKUHASHI_ITEMS]
-    total = latest(inp, "F-TOK-TOTAL", local_obs(inp, "tokuhashi-revised-total"), None, fd.numeric_value,
-                   "revised Tokuhashi total")
+    total = latest(
+        inp, "F-TOK-TOTAL", local_obs(inp, "tokuhashi-revised-total"), None, fd.numeric_value, "revised Tokuhashi total"
+    )
     if not total.known and all(i.known for i in items):
         value = int(sum(float(i.value or 0) for i in items))
         total = known("F-TOK-TOTAL", value, [r for i in items for r in i.refs], f"Tokuhashi {value} from 6 items")
@@ -436,33 +517,56 @@ def life_expectancy(inp: ExtractionInput) -> Fact:
 
 # ----------------------------------------------------------------------------- radiotherapy and drugs
 
+
 @extractor("F-PRIOR-RT", "F-PRIOR-RT-DAYS", "F-PRIOR-RT-DOSE-KNOWN", "F-PAIN-PERSIST-AFTER-RT")
 def prior_rt(inp: ExtractionInput) -> list[Fact]:
-    courses = [p for p in inp.of("Procedure")
-               if p.get("status") in {"completed", "in-progress"} and inp.vocab.concept_in("radiotherapy-course", p.get("code"))]
-    persist = local_bool(inp, "F-PAIN-PERSIST-AFTER-RT", "pain-persistent-after-rt", "pain persistent/recurrent after RT")
+    courses = [
+        p
+        for p in inp.of("Procedure")
+        if p.get("status") in {"completed", "in-progress"}
+        and inp.vocab.concept_in("radiotherapy-course", p.get("code"))
+    ]
+    persist = local_bool(
+        inp, "F-PAIN-PERSIST-AFTER-RT", "pain-persistent-after-rt", "pain persistent/recurrent after RT"
+    )
     disease_levels = set(vcf_levels(inp))
     for c in conditions_in(inp, "spinal-metastasis"):
         disease_levels.update(levels_of(inp, c))
     spine = [p for p in courses if set(levels_of(inp, p)) & disease_levels or not levels_of(inp, p)]
     if not spine:
         if inp.has("procedures"):
-            return [known("F-PRIOR-RT", False, note="no prior radiotherapy course to these levels"),
-                    unknown("F-PRIOR-RT-DAYS", "no prior course"), unknown("F-PRIOR-RT-DOSE-KNOWN", "no prior course"), persist]
-        return [unknown("F-PRIOR-RT", "radiotherapy history not available"),
-                unknown("F-PRIOR-RT-DAYS", "radiotherapy history not available"),
-                unknown("F-PRIOR-RT-DOSE-KNOWN", "radiotherapy history not available"), persist]
+            return [
+                known("F-PRIOR-RT", False, note="no prior radiotherapy course to these levels"),
+                unknown("F-PRIOR-RT-DAYS", "no prior course"),
+                unknown("F-PRIOR-RT-DOSE-KNOWN", "no prior course"),
+                persist,
+            ]
+        return [
+            unknown("F-PRIOR-RT", "radiotherapy history not available"),
+            unknown("F-PRIOR-RT-DAYS", "radiotherapy history not available"),
+            unknown("F-PRIOR-RT-DOSE-KNOWN", "radiotherapy history not available"),
+            persist,
+        ]
     course = max(spine, key=lambda p: fd.resource_time(p) or inp.now.replace(year=1900))
     refs = [fd.ref(course)]
     when = fd.resource_time(course)
     levels = levels_of(inp, course)
     note = f"prior RT course {'at ' + ', '.join(levels) if levels else '(levels not coded)'}"
     facts = [known("F-PRIOR-RT", True, refs, note)]
-    facts.append(known("F-PRIOR-RT-DAYS", (inp.now - when).days, refs, f"ended {when.date().isoformat()}")
-                 if when else unknown("F-PRIOR-RT-DAYS", "course end date not documented", refs))
+    facts.append(
+        known("F-PRIOR-RT-DAYS", (inp.now - when).days, refs, f"ended {when.date().isoformat()}")
+        if when
+        else unknown("F-PRIOR-RT-DAYS", "course end date not documented", refs)
+    )
     dose = any("dose-delivered" in str(ext.get("url", "")) for ext in course.get("extension", []) or [])
-    facts.append(known("F-PRIOR-RT-DOSE-KNOWN", dose and when is not None, refs,
-                       "dose/fractions documented" if dose else "dose to volume not documented"))
+    facts.append(
+        known(
+            "F-PRIOR-RT-DOSE-KNOWN",
+            dose and when is not None,
+            refs,
+            "dose/fractions documented" if dose else "dose to volume not documented",
+        )
+    )
     facts.append(persist)
     return facts
 
@@ -478,11 +582,15 @@ def drugs(inp: ExtractionInput) -> list[Fact]:
 
 # ----------------------------------------------------------------------------- imaging
 
+
 @extractor("F-AXIAL-IMG", "F-MRI")
 def imaging(inp: ExtractionInput) -> list[Fact]:
     window = inp.days("imaging.window_days")
-    reports = [r for r in inp.of("DiagnosticReport") + inp.of("ImagingStudy")
-               if r.get("status") in {"final", "amended", "corrected", "preliminary", "available"}]
+    reports = [
+        r
+        for r in inp.of("DiagnosticReport") + inp.of("ImagingStudy")
+        if r.get("status") in {"final", "amended", "corrected", "preliminary", "available"}
+    ]
 
     def recent(vs_id: str) -> list[dict[str, Any]]:
         out = []
@@ -494,8 +602,10 @@ def imaging(inp: ExtractionInput) -> list[Fact]:
         return out
 
     facts = []
-    for fid, vs_id, label in (("F-AXIAL-IMG", "axial-spine-imaging", "CT/MRI of the spine"),
-                              ("F-MRI", "spine-mri", "MRI of the spine")):
+    for fid, vs_id, label in (
+        ("F-AXIAL-IMG", "axial-spine-imaging", "CT/MRI of the spine"),
+        ("F-MRI", "spine-mri", "MRI of the spine"),
+    ):
         found = recent(vs_id)
         if found:
             facts.append(known(fid, True, [fd.ref(r) for r in found], f"{label} within window"))
@@ -508,29 +618,48 @@ def imaging(inp: ExtractionInput) -> list[Fact]:
 
 # ----------------------------------------------------------------------------- draft orders (order-select/sign)
 
+
 @extractor("F-ORDER-VA", "F-ORDER-KYPHO", "F-LEVELS-REQ", "F-ORDER-LEVEL-NO-VCF", "F-ORDER-RT")
 def draft_orders(inp: ExtractionInput) -> list[Fact]:
     va = [o for o in inp.draft_orders if inp.vocab.concept_in("vertebral-augmentation-procedure", o.get("code"))]
     rt = [o for o in inp.draft_orders if inp.vocab.concept_in("radiotherapy-course", o.get("code"))]
-    facts = [known("F-ORDER-VA", bool(va), [fd.ref(o) for o in va]),
-             known("F-ORDER-RT", bool(rt), [fd.ref(o) for o in rt])]
-    facts.append(known("F-ORDER-KYPHO", any(inp.vocab.concept_in("kyphoplasty-procedure", o.get("code")) for o in va),
-                       [fd.ref(o) for o in va]))
+    facts = [
+        known("F-ORDER-VA", bool(va), [fd.ref(o) for o in va]),
+        known("F-ORDER-RT", bool(rt), [fd.ref(o) for o in rt]),
+    ]
+    facts.append(
+        known(
+            "F-ORDER-KYPHO",
+            any(inp.vocab.concept_in("kyphoplasty-procedure", o.get("code")) for o in va),
+            [fd.ref(o) for o in va],
+        )
+    )
     if not va:
-        return facts + [unknown("F-LEVELS-REQ", "no draft vertebral augmentation order"),
-                        unknown("F-ORDER-LEVEL-NO-VCF", "no draft vertebral augmentation order")]
+        return facts + [
+            unknown("F-LEVELS-REQ", "no draft vertebral augmentation order"),
+            unknown("F-ORDER-LEVEL-NO-VCF", "no draft vertebral augmentation order"),
+        ]
     requested = sorted({lvl for o in va for lvl in levels_of(inp, o)}, key=lambda x: LEVEL_ORDER.get(x, 99))
     refs = [fd.ref(o) for o in va]
     if not requested:
-        return facts + [unknown("F-LEVELS-REQ", "draft order has no coded vertebral levels", refs),
-                        unknown("F-ORDER-LEVEL-NO-VCF", "draft order has no coded vertebral levels", refs)]
+        return facts + [
+            unknown("F-LEVELS-REQ", "draft order has no coded vertebral levels", refs),
+            unknown("F-ORDER-LEVEL-NO-VCF", "draft order has no coded vertebral levels", refs),
+        ]
     facts.append(known("F-LEVELS-REQ", len(requested), refs, f"levels requested: {', '.join(requested)}"))
     fractured = set(vcf_levels(inp))
     without = [lvl for lvl in requested if lvl not in fractured]
     if inp.has("conditions"):
-        facts.append(known("F-ORDER-LEVEL-NO-VCF", bool(without), refs,
-                           f"requested without documented fracture: {', '.join(without)}" if without else
-                           "every requested level has a documented fracture"))
+        facts.append(
+            known(
+                "F-ORDER-LEVEL-NO-VCF",
+                bool(without),
+                refs,
+                f"requested without documented fracture: {', '.join(without)}"
+                if without
+                else "every requested level has a documented fracture",
+            )
+        )
     else:
         facts.append(unknown("F-ORDER-LEVEL-NO-VCF", "problem list not available", refs))
     return facts

@@ -64,8 +64,13 @@ def parse_time(value: Any) -> datetime | None:
 
 def observation_time(obs: Resource) -> datetime | None:
     period = obs.get("effectivePeriod") or {}
-    for value in (obs.get("effectiveDateTime"), obs.get("effectiveInstant"), period.get("end"),
-                  period.get("start"), obs.get("issued")):
+    for value in (
+        obs.get("effectiveDateTime"),
+        obs.get("effectiveInstant"),
+        period.get("end"),
+        period.get("start"),
+        obs.get("issued"),
+    ):
         t = parse_time(value)
         if t:
             return t
@@ -77,8 +82,17 @@ def resource_time(res: Resource) -> datetime | None:
     if rtype == "Observation":
         return observation_time(res)
     period = res.get("performedPeriod") or res.get("effectivePeriod") or {}
-    for key in ("performedDateTime", "effectiveDateTime", "issued", "authoredOn", "dateAsserted",
-                "recordedDate", "onsetDateTime", "started", "occurrenceDateTime"):
+    for key in (
+        "performedDateTime",
+        "effectiveDateTime",
+        "issued",
+        "authoredOn",
+        "dateAsserted",
+        "recordedDate",
+        "onsetDateTime",
+        "started",
+        "occurrenceDateTime",
+    ):
         t = parse_time(res.get(key))
         if t:
             return t

@@ -48,8 +48,9 @@ class Fact:
         return out
 
 
-def known(fid: str, value: Scalar, refs: list[str] | None = None, note: str = "", level: str = PATIENT_LEVEL,
-          source: str = "") -> Fact:
+def known(
+    fid: str, value: Scalar, refs: list[str] | None = None, note: str = "", level: str = PATIENT_LEVEL, source: str = ""
+) -> Fact:
     return Fact(fid, True, value, level, list(refs or []), note, source)
 
 

@@ -127,12 +127,7 @@ def _compile(resource: Mapping[str, Any], levels: dict[tuple[str, str], str]) ->
 
 
 def _local_level_codes() -> list[str]:
-    return (
-        [f"C{i}" for i in range(1, 8)]
-        + [f"T{i}" for i in range(1, 13)]
-        + [f"L{i}" for i in range(1, 6)]
-        + ["S1"]
-    )
+    return [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)] + ["S1"]
 
 
 LEVEL_ORDER = {code: i for i, code in enumerate(_local_level_codes())}

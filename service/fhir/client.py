@@ -31,8 +31,9 @@ class FetchLimits:
 
 
 class FhirClient:
-    def __init__(self, base_url: str, token: str | None, limits: FetchLimits,
-                 session: requests.Session | None = None) -> None:
+    def __init__(
+        self, base_url: str, token: str | None, limits: FetchLimits, session: requests.Session | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self._origin = _origin(self.base_url)
         self._token = token
@@ -46,8 +47,13 @@ class FhirClient:
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
-            with self._session.get(url, headers=headers, stream=True, allow_redirects=False,
-                                   timeout=(self._limits.connect_timeout, self._limits.read_timeout)) as resp:
+            with self._session.get(
+                url,
+                headers=headers,
+                stream=True,
+                allow_redirects=False,
+                timeout=(self._limits.connect_timeout, self._limits.read_timeout),
+            ) as resp:
                 if resp.status_code != 200:
                     raise FetchError(f"FHIR server answered HTTP {resp.status_code}")
                 body = self._read_limited(resp)

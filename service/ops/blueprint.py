@@ -33,8 +33,9 @@ def ready() -> Response:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         raise ApiError(503, "database not reachable") from exc
-    return jsonify({"status": "ready", "rules": len(state.pipeline.base.rule_ids),
-                    "ruleBase": state.pipeline.base.digest})
+    return jsonify(
+        {"status": "ready", "rules": len(state.pipeline.base.rule_ids), "ruleBase": state.pipeline.base.digest}
+    )
 
 
 def rule_reference(rules: list[Rule]) -> dict[str, Any]:

@@ -11,11 +11,27 @@ from typing import Any
 CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
 LOCAL = "https://fhir.spinecds.org/CodeSystem/spinecds-local"
 PS_PAIN = {"89247-1", "89243-0", "72514-3"}
-KEY_BY_TYPE = {"Patient": "patient", "Condition": "conditions", "MedicationRequest": "meds",
-               "MedicationStatement": "medstatements", "AllergyIntolerance": "allergies",
-               "Procedure": "procedures", "DiagnosticReport": "imaging"}
-ALL_KEYS = ["patient", "conditions", "labs", "ps_pain", "findings", "meds", "medstatements", "allergies",
-            "procedures", "imaging"]
+KEY_BY_TYPE = {
+    "Patient": "patient",
+    "Condition": "conditions",
+    "MedicationRequest": "meds",
+    "MedicationStatement": "medstatements",
+    "AllergyIntolerance": "allergies",
+    "Procedure": "procedures",
+    "DiagnosticReport": "imaging",
+}
+ALL_KEYS = [
+    "patient",
+    "conditions",
+    "labs",
+    "ps_pain",
+    "findings",
+    "meds",
+    "medstatements",
+    "allergies",
+    "procedures",
+    "imaging",
+]
 
 
 def load_cases() -> list[tuple[str, dict[str, Any]]]:
@@ -50,21 +66,35 @@ def build_request(case: dict[str, Any], *, shuffle_seed: int | None = None) -> t
         entries = [{"resource": r} for r in resources if r["resourceType"] != "Patient" and _key_for(r) == key]
         if shuffle_seed is not None:
             random.Random(shuffle_seed).shuffle(entries)
-        prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(entries), **(
-            {"entry": entries} if entries else {})}
+        prefetch[key] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(entries),
+            **({"entry": entries} if entries else {}),
+        }
     for key in case.get("null_keys", []):
         prefetch[key] = None
     context: dict[str, Any] = {"userId": "Practitioner/case-clinician", "patientId": patient["id"]}
     if hook in {"order-select", "order-sign"}:
         orders = case.get("draft_orders", [])
-        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
-                                  "entry": [{"resource": o} for o in orders]}
+        context["draftOrders"] = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": o} for o in orders],
+        }
         if hook == "order-select":
             context["selections"] = [f"{o['resourceType']}/{o['id']}" for o in orders]
-    service = {"patient-view": "spine-metastasis-review", "order-select": "spine-procedure-order-select",
-               "order-sign": "spine-procedure-order-sign"}[hook]
-    body = {"hook": hook, "hookInstance": f"00000000-0000-4000-8000-{abs(hash(patient['id'])) % 10**12:012d}",
-            "context": context, "prefetch": prefetch}
+    service = {
+        "patient-view": "spine-metastasis-review",
+        "order-select": "spine-procedure-order-select",
+        "order-sign": "spine-procedure-order-sign",
+    }[hook]
+    body = {
+        "hook": hook,
+        "hookInstance": f"00000000-0000-4000-8000-{abs(hash(patient['id'])) % 10**12:012d}",
+        "context": context,
+        "prefetch": prefetch,
+    }
     return service, body
 
 
@@ -81,6 +111,14 @@ def comparable(cards: Iterable[dict[str, Any]]) -> list[Any]:
     out = []
     for c in cards:
         trace = c["extension"]["org.spinecds.trace"]
-        out.append((c["summary"], c["indicator"], c["detail"], trace["rules"],
-                    json.dumps(trace["facts"], sort_keys=True), len(c.get("suggestions", []))))
+        out.append(
+            (
+                c["summary"],
+                c["indicator"],
+                c["detail"],
+                trace["rules"],
+                json.dumps(trace["facts"], sort_keys=True),
+                len(c.get("suggestions", [])),
+            )
+        )
     return sorted(out)

@@ -145,9 +145,7 @@ ACTION_SELECTION_BEHAVIORS = ("all", "any", "at-most-one")
 ACTION_TYPES = ("create", "update", "delete")
 LINK_TYPES = ("absolute", "smart")
 FEEDBACK_OUTCOMES = ("accepted", "overridden")
-USER_TOKENS = frozenset(
-    {"userPractitionerId", "userPractitionerRoleId", "userPatientId", "userRelatedPersonId"}
-)
+USER_TOKENS = frozenset({"userPractitionerId", "userPractitionerRoleId", "userPatientId", "userRelatedPersonId"})
 ISSUE_SEVERITIES = ("fatal", "error", "warning", "information")
 # http://hl7.org/fhir/R4/codesystem-issue-type.html (FHIR 4.0.1, normative).
 ISSUE_TYPES = frozenset(
@@ -382,9 +380,7 @@ def _check_extensions(doc: Any) -> list[str]:
         value = node.get("extension")
         if value is not None and not isinstance(value, dict):
             out.append(
-                _error(
-                    "spec-extension", path + ("extension",), f"must be a JSON object, got {_json_type(value)}"
-                )
+                _error("spec-extension", path + ("extension",), f"must be a JSON object, got {_json_type(value)}")
             )
     return out
 
@@ -410,9 +406,7 @@ def check_discovery(doc: Any) -> list[str]:
     if services is None:
         return out + [_error("spec-discovery", (), "missing required 'services'")]
     if not isinstance(services, list):
-        return out + [
-            _error("spec-discovery", ("services",), f"must be an array, got {_json_type(services)}")
-        ]
+        return out + [_error("spec-discovery", ("services",), f"must be an array, got {_json_type(services)}")]
     for index, service in enumerate(services):
         out += _check_service(service, ("services", index))
     return out + _check_unique_services(services)
@@ -463,11 +457,7 @@ def _check_prefetch_templates(service: JsonObject, path: JsonPath) -> list[str]:
         if template is None:
             continue
         if not isinstance(template, str):
-            out.append(
-                _error(
-                    "spec-prefetch-template", path + (key,), f"must be a string, got {_json_type(template)}"
-                )
-            )
+            out.append(_error("spec-prefetch-template", path + (key,), f"must be a string, got {_json_type(template)}"))
         else:
             out += _check_prefetch_tokens(template, path + (key,))
     return out
@@ -654,22 +644,14 @@ def _check_suggestions(card: JsonObject, path: JsonPath, require_uuids: bool) ->
 
 def _check_selection_behavior(card: JsonObject, path: JsonPath, has_suggestions: bool) -> list[str]:
     if card.get("selectionBehavior") is None:
-        return (
-            [_error("cds-resp-6", path, "suggestions present without selectionBehavior")]
-            if has_suggestions
-            else []
-        )
-    return _check_enum(
-        card, "selectionBehavior", SELECTION_BEHAVIORS, path, "spec-selection-behavior", required=False
-    )
+        return [_error("cds-resp-6", path, "suggestions present without selectionBehavior")] if has_suggestions else []
+    return _check_enum(card, "selectionBehavior", SELECTION_BEHAVIORS, path, "spec-selection-behavior", required=False)
 
 
 def _check_at_most_one(card: JsonObject, suggestions: list[Any], path: JsonPath) -> list[str]:
     if card.get("selectionBehavior") != "at-most-one":
         return []
-    recommended = [
-        i for i, s in enumerate(suggestions) if isinstance(s, dict) and s.get("isRecommended") is True
-    ]
+    recommended = [i for i, s in enumerate(suggestions) if isinstance(s, dict) and s.get("isRecommended") is True]
     if len(recommended) <= 1:
         return []
     return [
@@ -735,11 +717,7 @@ def _check_action_resource(action: JsonObject, path: JsonPath, action_type: str)
     resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
     if isinstance(resource_type, str) and resource_type:
         return []
-    return [
-        _error(
-            "spec-action-resource", path + ("resource",), "must be a FHIR resource object with resourceType"
-        )
-    ]
+    return [_error("spec-action-resource", path + ("resource",), "must be a FHIR resource object with resourceType")]
 
 
 def _check_delete(action: JsonObject, path: JsonPath) -> list[str]:
@@ -748,9 +726,7 @@ def _check_delete(action: JsonObject, path: JsonPath) -> list[str]:
         out.append(_warning("cds-resp-2", path, "delete action without resourceId"))
     if action.get("resource") is not None:
         out.append(
-            _warning(
-                "cds-resp-2", path + ("resource",), "delete action carries 'resource'; use resourceId only"
-            )
+            _warning("cds-resp-2", path + ("resource",), "delete action carries 'resource'; use resourceId only")
         )
     return out
 
@@ -828,9 +804,7 @@ def _check_accepted_suggestions(item: JsonObject, path: JsonPath) -> list[str]:
     accepted = item.get("acceptedSuggestions")
     out: list[str] = []
     if item.get("outcome") == "accepted" and not (isinstance(accepted, list) and accepted):
-        out.append(
-            _error("cds-fb-2", path, "outcome is accepted but acceptedSuggestions is missing or empty")
-        )
+        out.append(_error("cds-fb-2", path, "outcome is accepted but acceptedSuggestions is missing or empty"))
     out += _array_type_error(item, "acceptedSuggestions", path, "spec-feedback")
     for index, suggestion in enumerate(_items(item, "acceptedSuggestions")):
         spath = path + ("acceptedSuggestions", index)
@@ -928,9 +902,7 @@ def _check_issue(issue: Any, path: JsonPath) -> list[str]:
     if code is None:
         out.append(_error("spec-issue-code", path, "missing required 'code'"))
     elif not (isinstance(code, str) and code in ISSUE_TYPES):
-        out.append(
-            _error("spec-issue-code", path + ("code",), f"{json.dumps(code)} is not a FHIR R4 IssueType code")
-        )
+        out.append(_error("spec-issue-code", path + ("code",), f"{json.dumps(code)} is not a FHIR R4 IssueType code"))
     details = issue.get("details")
     details_text = details.get("text") if isinstance(details, dict) else None
     diagnostics = issue.get("diagnostics")

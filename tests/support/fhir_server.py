@@ -489,9 +489,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _read(self, resource_type: str, resource_id: str) -> None:
         resource = self.server.app.get(resource_type, resource_id)
         if resource is None:
-            self._send_outcome(
-                HTTPStatus.NOT_FOUND, "not-found", f"{resource_type}/{resource_id} is not known"
-            )
+            self._send_outcome(HTTPStatus.NOT_FOUND, "not-found", f"{resource_type}/{resource_id} is not known")
         else:
             self._send_json(HTTPStatus.OK, resource)
 
@@ -536,9 +534,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _fault_redirect(self, location: str | None) -> None:
         if location is None:
-            self._send_outcome(
-                HTTPStatus.INTERNAL_SERVER_ERROR, "exception", "redirect fault set without redirect_to"
-            )
+            self._send_outcome(HTTPStatus.INTERNAL_SERVER_ERROR, "exception", "redirect fault set without redirect_to")
         else:
             self._send_bytes(HTTPStatus.FOUND, b"", "text/plain", {"Location": location})
 

@@ -20,10 +20,10 @@ def _try_start_local() -> str | None:
     cmds = [
         "pg_ctlcluster 15 main start || true",
         "for i in $(seq 1 20); do pg_isready -q && break; sleep 0.5; done",
-        "su postgres -c \"psql -qtc \\\"SELECT 1 FROM pg_roles WHERE rolname='spinecds'\\\" | grep -q 1 || "
-        "psql -qc \\\"CREATE ROLE spinecds LOGIN PASSWORD 'spinecds' CREATEDB\\\"\"",
-        "su postgres -c \"psql -qtc \\\"SELECT 1 FROM pg_database WHERE datname='spinecds_test'\\\" | grep -q 1 || "
-        "createdb -O spinecds spinecds_test\"",
+        'su postgres -c "psql -qtc \\"SELECT 1 FROM pg_roles WHERE rolname=\'spinecds\'\\" | grep -q 1 || '
+        'psql -qc \\"CREATE ROLE spinecds LOGIN PASSWORD \'spinecds\' CREATEDB\\""',
+        'su postgres -c "psql -qtc \\"SELECT 1 FROM pg_database WHERE datname=\'spinecds_test\'\\" | grep -q 1 || '
+        'createdb -O spinecds spinecds_test"',
     ]
     result = subprocess.run(" && ".join(cmds), shell=True, capture_output=True, timeout=60)
     return DEFAULT_URL if result.returncode == 0 else None
