@@ -56,6 +56,9 @@ def expected_rules(pain: int, infection: bool) -> set[str]:
             rules.add("VA-25")
     elif pain >= 4:
         rules.add("VA-22")
+        rules.add("SUP-11")  # two local options: augmentation (VA-22) and radiotherapy (RT-01)
+    if pain >= 4:
+        rules.add("SUP-04")  # moderate pain on a step-3 opioid
     if pain == 0:
         rules.add("VA-05")
     return rules
@@ -64,9 +67,11 @@ def expected_rules(pain: int, infection: bool) -> set[str]:
 def test_known_chain(engine: Engine) -> None:
     ev = engine.evaluate(patient(8))
     assert ev.derived["D-VA-INDICATION"].value == "met"
-    assert {f.rule.id for f in ev.conclusions} == {"VA-22", "RT-01"}
+    assert {f.rule.id for f in ev.conclusions} == {"VA-22", "RT-01", "SUP-04", "SUP-11"}
     va22 = next(f for f in ev.conclusions if f.rule.id == "VA-22")
-    assert {"VA-01", "VA-03", "VA-04"} <= set(va22.rule_ids())
+    assert {"VA-01", "VA-03", "VA-04", "SUP-04"} <= set(va22.rule_ids())
+    mdt = next(f for f in ev.conclusions if f.rule.id == "SUP-11")
+    assert {"VA-22", "RT-01"} <= set(mdt.rule_ids())
 
 
 def test_unknown_midline_is_pending_never_eligible(engine: Engine) -> None:

@@ -24,6 +24,7 @@ PREFETCH: dict[str, str] = {
     "allergies": f"AllergyIntolerance?patient={P}",
     "procedures": f"Procedure?patient={P}&code=http://snomed.info/sct|1217123003",
     "imaging": f"DiagnosticReport?patient={P}&category=RAD&_sort=-date",
+    "prognosis": f"RiskAssessment?patient={P}",
 }
 
 # Without these the rules cannot run at all: if they can be neither read from prefetch nor
@@ -40,6 +41,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "allergies": ("allergies",),
     "procedures": ("procedures",),
     "imaging": ("imaging",),
+    "prognosis": ("prognosis",),
 }
 
 
@@ -65,7 +67,7 @@ class ServiceDefinition:
 USAGE = (
     "Send FHIR R4 data via the prefetch templates, or grant a fhirAuthorization token with read access "
     "to Patient, Condition, Observation, MedicationRequest, MedicationStatement, AllergyIntolerance, "
-    "Procedure and DiagnosticReport. Patient and Condition data are required (412 without them). "
+    "Procedure, DiagnosticReport and RiskAssessment (SORG output). Patient and Condition data are required (412 without them). "
     "Local findings (SINS, ESCC, STIR, fracture morphology, exam) use the CodeSystem "
     f"{LOCAL}."
 )

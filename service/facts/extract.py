@@ -49,6 +49,7 @@ class ExtractionInput:
     now: datetime
     draft_orders: list[dict[str, Any]] = field(default_factory=list)
     surgical_backup: str = "unknown"
+    _vcf_levels: dict[str, list[str]] | None = field(default=None, init=False, repr=False)
 
     def of(self, rtype: str) -> list[dict[str, Any]]:
         return self.resources.get(rtype, [])
@@ -61,13 +62,15 @@ class ExtractionInput:
 
 
 Extractor = Callable[[ExtractionInput], list[Fact]]
-EXTRACTORS: dict[str, Extractor] = {}
+EXTRACTORS: dict[str, Extractor] = {}  # fact id -> the extractor that asserts it
+_ORDERED: list[Extractor] = []  # each extractor once, in registration order
 
 
 def extractor(*fids: str) -> Callable[[Extractor], Extractor]:
     def register(fn: Extractor) -> Extractor:
         for fid in fids:
             EXTRACTORS[fid] = fn
+        _ORDERED.append(fn)
         return fn
 
     return register
@@ -75,11 +78,7 @@ def extractor(*fids: str) -> Callable[[Extractor], Extractor]:
 
 def extract_facts(inp: ExtractionInput) -> list[Fact]:
     facts: list[Fact] = []
-    seen: set[int] = set()
-    for fn in EXTRACTORS.values():
-        if id(fn) in seen:
-            continue
-        seen.add(id(fn))
+    for fn in _ORDERED:
         facts.extend(fn(inp))
     facts.sort(key=lambda f: (f.fid, LEVEL_ORDER.get(f.level, -1), str(f.value)))
     return facts
@@ -224,15 +223,44 @@ def primary(inp: ExtractionInput) -> list[Fact]:
     ]
 
 
+@extractor("F-MET-LEVELS", "F-LESION-SIZE")
+def metastatic_burden(inp: ExtractionInput) -> list[Fact]:
+    """How many vertebral levels carry metastasis, and the largest lesion diameter (SUP-09)."""
+    found = conditions_in(inp, "spinal-metastasis")
+    levels = sorted({lvl for c in found for lvl in levels_of(inp, c)}, key=lambda x: LEVEL_ORDER.get(x, 99))
+    if found and all(levels_of(inp, c) for c in found):
+        count = known(
+            "F-MET-LEVELS", len(levels), [fd.ref(c) for c in found], f"metastatic levels: {', '.join(levels)}"
+        )
+    elif found:
+        count = unknown("F-MET-LEVELS", "a metastasis without a coded vertebral level", [fd.ref(c) for c in found])
+    elif inp.has("conditions"):
+        count = known("F-MET-LEVELS", 0, note="no spinal metastasis on the obtained problem list")
+    else:
+        count = unknown("F-MET-LEVELS", "problem list not available")
+    size = latest(
+        inp,
+        "F-LESION-SIZE",
+        local_obs(inp, "lesion-max-diameter"),
+        "imaging.window_days",
+        fd.numeric_value,
+        "largest lesion diameter (cm)",
+    )
+    return [count, size]
+
+
 # ----------------------------------------------------------------------------- fracture
 
 
 def vcf_levels(inp: ExtractionInput) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for c in conditions_in(inp, "pathological-vcf"):
-        for lvl in levels_of(inp, c) or ["unspecified"]:
-            out.setdefault(lvl, []).append(fd.ref(c))
-    return out
+    """Fractured level -> the Condition references documenting it (computed once per request)."""
+    if inp._vcf_levels is None:
+        out: dict[str, list[str]] = {}
+        for c in conditions_in(inp, "pathological-vcf"):
+            for lvl in levels_of(inp, c) or ["unspecified"]:
+                out.setdefault(lvl, []).append(fd.ref(c))
+        inp._vcf_levels = out
+    return inp._vcf_levels
 
 
 @extractor("F-VCF", "F-ACUTE")
@@ -275,6 +303,16 @@ def acuity(inp: ExtractionInput, lvl: str, *, single: bool) -> Fact:
         basis = next(o for o in obs if fd.ref(o) == fact.refs[0])
         if fd.has_local_code(basis, "bone-scan-uptake-acute"):
             fact.source = "bone-scan"
+            if fact.value == "chronic" and conditions_in(inp, "myeloma"):
+                # VA-28: in myeloma a normal bone scan can be false-negative, so it cannot establish
+                # a chronic fracture; acuity stays unknown until MRI with STIR.
+                return unknown(
+                    "F-ACUTE",
+                    f"myeloma: normal bone scan at {lvl} may be false-negative; acuity not established",
+                    fact.refs,
+                    level=lvl,
+                    source="bone-scan",
+                )
     return fact
 
 
@@ -401,9 +439,14 @@ def neuro_deficit(inp: ExtractionInput) -> list[Fact]:
 # ----------------------------------------------------------------------------- contraindications
 
 
-@extractor("F-INFECT")
+@extractor("F-INFECT", "F-INFECT-SCREEN")
 def infection(inp: ExtractionInput) -> list[Fact]:
-    return [condition_fact(inp, "F-INFECT", "infection", "local or systemic infection")]
+    return [
+        condition_fact(inp, "F-INFECT", "infection", "local or systemic infection"),
+        local_bool(
+            inp, "F-INFECT-SCREEN", "infection-screen-negative", "clinical assessment: no infection", "lab.window_days"
+        ),
+    ]
 
 
 @extractor("F-COAG-DX", "F-ANTICOAG", "F-PLT", "F-INR", "F-COAG-UNCORRECTABLE")
@@ -513,6 +556,49 @@ def life_expectancy(inp: ExtractionInput) -> Fact:
         return {"wk": value / 4.345, "d": value / 30.44, "a": value * 12}.get(unit, value)
 
     return latest(inp, "F-LE", obs, None, months, "life-expectancy estimate (months)")
+
+
+SORG_HORIZONS = {"F-SORG-MORT-90D": (80.0, 100.0), "F-SORG-MORT-1Y": (330.0, 400.0)}
+DAYS_PER_UNIT = {"d": 1.0, "wk": 7.0, "mo": 30.44, "a": 365.25}
+
+
+@extractor("F-SORG-MORT-90D", "F-SORG-MORT-1Y")
+def sorg(inp: ExtractionInput) -> list[Fact]:
+    """PRG-03: an external SORG RiskAssessment gives the probability of death at 90 days and 1 year."""
+    assessments = [
+        r
+        for r in inp.of("RiskAssessment")
+        if r.get("status") in {"final", "amended", "corrected", "preliminary"}
+        and any(fd.has_local_code({"code": r.get(k)}, "sorg-spinal-metastasis-mortality") for k in ("method", "code"))
+    ]
+    assessments.sort(key=lambda r: fd.resource_time(r) or datetime.min.replace(tzinfo=inp.now.tzinfo), reverse=True)
+    facts = []
+    for fid, (lo, hi) in SORG_HORIZONS.items():
+        fact = unknown(fid, "no SORG RiskAssessment" if inp.has("prognosis") else "risk assessments not available")
+        for r in assessments:
+            p = _prediction_at(r, lo, hi)
+            if p is not None:
+                when = fd.resource_time(r)
+                fact = known(
+                    fid, p, [fd.ref(r)], f"SORG mortality {p:.0%} ({when.date().isoformat() if when else 'undated'})"
+                )
+                break
+        facts.append(fact)
+    return facts
+
+
+def _prediction_at(assessment: Resource, lo: float, hi: float) -> float | None:
+    for pred in assessment.get("prediction") or []:
+        if not isinstance(pred, Mapping) or not isinstance(pred.get("probabilityDecimal"), int | float):
+            continue
+        high = (pred.get("whenRange") or {}).get("high") or {}
+        if not isinstance(high, Mapping) or not isinstance(high.get("value"), int | float):
+            continue
+        days = float(high["value"]) * DAYS_PER_UNIT.get(str(high.get("code") or high.get("unit") or "d"), 0.0)
+        probability = float(pred["probabilityDecimal"])
+        if lo <= days <= hi and 0.0 <= probability <= 1.0:
+            return probability
+    return None
 
 
 # ----------------------------------------------------------------------------- radiotherapy and drugs

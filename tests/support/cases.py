@@ -19,6 +19,7 @@ KEY_BY_TYPE = {
     "AllergyIntolerance": "allergies",
     "Procedure": "procedures",
     "DiagnosticReport": "imaging",
+    "RiskAssessment": "prognosis",
 }
 ALL_KEYS = [
     "patient",
@@ -31,6 +32,7 @@ ALL_KEYS = [
     "allergies",
     "procedures",
     "imaging",
+    "prognosis",
 ]
 
 
