@@ -139,11 +139,14 @@ class Engine:
         derived: dict[str, DerivedValue] = {}
         conclusions: list[Firing] = []
         candidates: dict[str, list[Firing]] = {}
+        # the facts are serialised once per request; each stratum adds the derived facts so far
+        fact_json = [json.dumps(f.engine_dict(i))[1:] for i, f in enumerate(facts)]
         for stratum, ruleset in enumerate(self._rulesets):
-            payload: list[dict[str, Any]] = [f.engine_dict(i) for i, f in enumerate(facts)]
             names = sorted(derived)
-            for j, name in enumerate(names):
-                payload.append({"t": "d", "fid": name, "v": derived[name].value, "lvl": "*", "i": j})
+            payload = fact_json + [
+                json.dumps({"t": "d", "fid": name, "v": derived[name].value, "lvl": "*", "i": j})[1:]
+                for j, name in enumerate(names)
+            ]
             for key, match in self._run(ruleset, payload):
                 rule, possible = self._by_key[key]
                 firing = self._firing(rule, possible, match, facts, [derived[n] for n in names])
@@ -157,13 +160,14 @@ class Engine:
         conclusions.sort(key=lambda f: (f.rule.id, [x.level for x in f.facts]))
         return Evaluation(list(facts), derived, conclusions)
 
-    def _run(self, ruleset: Any, payload: list[dict[str, Any]]) -> list[tuple[str, Match]]:
+    def _run(self, ruleset: Any, payload: list[str]) -> list[tuple[str, Match]]:
+        """Assert ``payload`` (JSON objects without their opening brace) under a fresh state id."""
         sid = uuid.uuid4().hex
-        for item in payload:
-            item["sid"] = sid
+        head = '{"sid": "' + sid + '", '
+        batch = "[" + ", ".join(head + item for item in payload) + "]"
         try:
             with self._lock:
-                code, offset = durable_rules_engine.assert_facts(ruleset._handle, json.dumps(payload))
+                code, offset = durable_rules_engine.assert_facts(ruleset._handle, batch)
                 if code == 2:
                     raise RuntimeError("durable-rules dropped a fact as a duplicate (hash collision)")
                 errors: list[Any] = []
