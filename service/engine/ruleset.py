@@ -105,9 +105,9 @@ class RuleBase:
         return 1 + max((r.stratum for r in self.rules), default=0)
 
 
-def _rule_sort_key(rule_id: str) -> tuple[str, int]:
+def _rule_sort_key(rule_id: str) -> tuple[str, int, str]:
     prefix, _, num = rule_id.rpartition("-")
-    return (prefix, int(num) if num.isdigit() else 0)
+    return (prefix, int(num) if num.isdigit() else 0, rule_id)
 
 
 def load_rulebase(rules_dir: str | Path, threshold_overrides: Mapping[str, Any] | None = None) -> RuleBase:
