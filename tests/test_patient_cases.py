@@ -32,6 +32,23 @@ def test_case(client: Any, name: str, case: dict[str, Any]) -> None:
         assert indicators.get(group) == indicator, f"{name}: card {group}: {indicators}"
     for group in expect.get("absent_cards", []):
         assert group not in indicators, f"{name}: card {group} must not be shown"
+    for group, actions in expect.get("draft_actions", {}).items():
+        assert draft_actions(cards, group) == sorted(actions), f"{name}: actions on the draft in card {group}"
+
+
+def draft_actions(cards: list[dict[str, Any]], group: str) -> list[str]:
+    """Actions of a card group that change the draft order: "delete:Type/id" or "update:Type/id:<levels kept>"."""
+    out = []
+    for card in cards:
+        if card["extension"]["org.spinecds.trace"]["card"] != group:
+            continue
+        for action in (a for s in card.get("suggestions", []) for a in s["actions"]):
+            if action["type"] == "delete":
+                out.append(f"delete:{action['resourceId']}")
+            elif action["type"] == "update":
+                resource = action["resource"]
+                out.append(f"update:{resource['resourceType']}/{resource['id']}:{len(resource['bodySite'])}")
+    return sorted(out)
 
 
 @pytest.mark.parametrize(("name", "case"), CASES, ids=[n for n, _ in CASES])

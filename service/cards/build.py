@@ -18,6 +18,8 @@ from service.engine.ruleset import INDICATORS, RuleBase
 from service.engine.runtime import Evaluation, Firing
 from service.facts.model import Fact
 
+from .drafts import DraftOrders, draft_suggestions
+
 TRACE_KEY = "org.spinecds.trace"
 OVERRIDE_SYSTEM = "https://fhir.spinecds.org/CodeSystem/override-reason"
 SEEDS_URL = "https://github.com/spinecds/spinecds/tree/main/docs/sources"
@@ -27,6 +29,7 @@ SEEDS_URL = "https://github.com/spinecds/spinecds/tree/main/docs/sources"
 class CardContext:
     patient_id: str | None
     public_base_url: str
+    drafts: DraftOrders | None = None
 
 
 def build_cards(evaluation: Evaluation, base: RuleBase, ctx: CardContext) -> list[dict[str, Any]]:
@@ -87,6 +90,9 @@ def _card(
         _suggestion(sid, base, ctx, facts)
         for sid in _unique(s for f in firings for s in (f.rule.conclude or {}).get("suggestions", []))
     ]
+    if ctx.drafts is not None:
+        for sid in _unique(s for f in firings for s in (f.rule.conclude or {}).get("draft_suggestions", [])):
+            suggestions += draft_suggestions(base.draft_suggestions[sid], ctx.drafts)
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "any"

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from service.cards.build import CardContext, build_cards
+from service.cards.drafts import DraftOrders
 from service.engine.ruleset import RuleBase
 from service.engine.runtime import Engine, Evaluation
 from service.facts.extract import ExtractionInput, extract_facts
@@ -58,7 +59,13 @@ class Pipeline:
         )
         facts = extract_facts(inp)
         evaluation = self.engine.evaluate(facts)
-        cards = build_cards(evaluation, self.base, CardContext(patient_id, self.public_base_url))
+        drafts = DraftOrders(
+            draft_orders,
+            self.vocab.concept_in,
+            self.vocab.level_of,
+            frozenset(f.level for f in facts if f.fid == "F-VCF" and f.known and f.value is True),
+        )
+        cards = build_cards(evaluation, self.base, CardContext(patient_id, self.public_base_url, drafts))
         return Decision(cards, evaluation, prefetch)
 
 

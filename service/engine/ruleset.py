@@ -92,6 +92,7 @@ class RuleBase:
     suggestions: dict[str, dict[str, Any]]
     override_reasons: list[dict[str, str]]
     digest: str
+    draft_suggestions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def by_id(self, rule_id: str) -> list[Rule]:
         return [r for r in self.rules if r.id == rule_id]
@@ -153,6 +154,7 @@ def load_rulebase(rules_dir: str | Path, threshold_overrides: Mapping[str, Any] 
         cards_doc.get("suggestions", {}),
         list(cards_doc.get("override_reasons", [])),
         hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12],
+        cards_doc.get("draft_suggestions", {}),
     )
     _check(base)
     _stratify(base)
@@ -248,6 +250,12 @@ def _check(base: RuleBase) -> None:
             for s in c.get("suggestions", []):
                 if s not in base.suggestions:
                     raise RuleError(f"{rule.id}: unknown suggestion {s}")
+            for s in c.get("draft_suggestions", []):
+                spec = base.draft_suggestions.get(s)
+                if spec is None:
+                    raise RuleError(f"{rule.id}: unknown draft suggestion {s}")
+                if spec.get("action") not in {"delete", "update"}:
+                    raise RuleError(f"draft suggestion {s}: action must be delete or update")
         for branch in rule.branches:
             aliases = {a.alias for a in branch}
             for a in branch:

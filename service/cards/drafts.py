@@ -1,0 +1,56 @@
+"""Suggestions that act on the draft order under review (order-select / order-sign).
+
+A rule names a draft suggestion of ``rules/cards.yaml`` (``draft_suggestions``); it becomes a
+CDS Hooks action only when ``context.draftOrders`` holds an order of the named ValueSet:
+``delete`` withdraws that draft (``resourceId``), ``update`` sends the whole draft back changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DraftOrders:
+    """The draft orders of the request and how to read them (codes, vertebral levels)."""
+
+    orders: Sequence[dict[str, Any]]
+    concept_in: Callable[[str, Any], bool]
+    level_of: Callable[[Any], str | None]
+    fractured_levels: frozenset[str]  # levels with F-VCF true
+
+
+def draft_suggestions(spec: dict[str, Any], drafts: DraftOrders) -> list[dict[str, Any]]:
+    out = []
+    for order in drafts.orders:
+        if not isinstance(order.get("id"), str) or not drafts.concept_in(spec["order"], order.get("code")):
+            continue
+        reference = f"ServiceRequest/{order['id']}"
+        if spec["action"] == "delete":
+            action: dict[str, Any] = {"type": "delete", "description": spec["label"], "resourceId": reference}
+        else:
+            updated = _updated(order, spec, drafts)
+            if updated is None:
+                continue
+            action = {"type": "update", "description": spec["label"], "resource": updated}
+        out.append({"label": spec["label"], "uuid": str(uuid.uuid4()), "isRecommended": False, "actions": [action]})
+    return out
+
+
+def _updated(order: dict[str, Any], spec: dict[str, Any], drafts: DraftOrders) -> dict[str, Any] | None:
+    if spec.get("keep") != "fractured-levels":
+        return None
+    fractured = drafts.fractured_levels
+    sites = order.get("bodySite")
+    if not isinstance(sites, list):
+        return None
+    kept = [s for s in sites if drafts.level_of(s) in fractured]
+    if not kept or len(kept) == len(sites):
+        return None  # nothing to keep, or nothing to drop: the clinician decides
+    updated = copy.deepcopy(order)
+    updated["bodySite"] = kept
+    return updated
