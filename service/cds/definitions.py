@@ -67,7 +67,8 @@ class ServiceDefinition:
 USAGE = (
     "Send FHIR R4 data via the prefetch templates, or grant a fhirAuthorization token with read access "
     "to Patient, Condition, Observation, MedicationRequest, MedicationStatement, AllergyIntolerance, "
-    "Procedure, DiagnosticReport and RiskAssessment (SORG output). Patient and Condition data are required (412 without them). "
+    "Procedure, DiagnosticReport and RiskAssessment (SORG output). Patient and Condition data are required "
+    "(412 without them). "
     "Local findings (SINS, ESCC, STIR, fracture morphology, exam) use the CodeSystem "
     f"{LOCAL}."
 )
