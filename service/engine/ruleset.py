@@ -25,6 +25,9 @@ from typing import Any
 
 import yaml
 
+# libyaml's safe loader is ~7x faster than the pure-Python one (worker cold start)
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 COMPARATORS = ("is", "in", "not", "gte", "gt", "lte", "lt", "unknown", "known")
 NUMERIC = {"gte": "$gte", "gt": "$gt", "lte": "$lte", "lt": "$lt"}
 INDICATORS = ("info", "warning", "critical")
@@ -118,7 +121,7 @@ def load_rulebase(rules_dir: str | Path, threshold_overrides: Mapping[str, Any] 
     def read(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
         texts.append(text)
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SafeLoader)  # a safe loader
 
     thresholds = {k: dict(v) for k, v in read(root / "thresholds.yaml").items()}
     for name, value in (threshold_overrides or {}).items():
