@@ -16,7 +16,7 @@ from typing import Any
 
 from . import fhirdata as fd
 from .model import PATIENT_LEVEL, Fact, known, unknown
-from .vocabulary import LEVEL_ORDER, Vocabulary, codings
+from .vocabulary import LEVEL_ORDER, LOCAL_SYSTEM, Vocabulary, codings
 
 Resource = Mapping[str, Any]
 
@@ -50,6 +50,8 @@ class ExtractionInput:
     draft_orders: list[dict[str, Any]] = field(default_factory=list)
     surgical_backup: str = "unknown"
     _vcf_levels: dict[str, list[str]] | None = field(default=None, init=False, repr=False)
+    _observations: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
+    _by_local_code: dict[str, list[dict[str, Any]]] | None = field(default=None, init=False, repr=False)
 
     def of(self, rtype: str) -> list[dict[str, Any]]:
         return self.resources.get(rtype, [])
@@ -59,6 +61,27 @@ class ExtractionInput:
 
     def days(self, key: str) -> timedelta:
         return timedelta(days=float(self.thresholds[key]))
+
+    def counted_observations(self) -> list[dict[str, Any]]:
+        """Observations that count (not entered-in-error/cancelled), latest first; computed once."""
+        if self._observations is None:
+            oldest = datetime.min.replace(tzinfo=self.now.tzinfo)
+            found = [o for o in self.of("Observation") if fd.observation_counts(o)]
+            self._observations = sorted(
+                found, key=lambda o: (fd.observation_time(o) or oldest, str(o.get("id"))), reverse=True
+            )
+        return self._observations
+
+    def observations_with_local_code(self, code: str) -> list[dict[str, Any]]:
+        if self._by_local_code is None:
+            index: dict[str, list[dict[str, Any]]] = {}
+            for o in self.counted_observations():
+                codes = {c["code"] for c in codings(o.get("code")) if c.get("system") == LOCAL_SYSTEM}
+                for code in codes:
+                    if isinstance(code, str):
+                        index.setdefault(code, []).append(o)
+            self._by_local_code = index
+        return self._by_local_code.get(code, [])
 
 
 Extractor = Callable[[ExtractionInput], list[Fact]]
@@ -102,12 +125,8 @@ def condition_fact(inp: ExtractionInput, fid: str, vs_id: str, label: str) -> Fa
 
 
 def observations(inp: ExtractionInput, match: Callable[[Resource], bool]) -> list[dict[str, Any]]:
-    found = [o for o in inp.of("Observation") if fd.observation_counts(o) and match(o)]
-    return sorted(
-        found,
-        key=lambda o: (fd.observation_time(o) or datetime.min.replace(tzinfo=inp.now.tzinfo), str(o.get("id"))),
-        reverse=True,
-    )
+    """Counting observations that match, latest first."""
+    return [o for o in inp.counted_observations() if match(o)]
 
 
 def latest(
@@ -143,7 +162,7 @@ def latest(
 
 
 def local_obs(inp: ExtractionInput, code: str) -> list[dict[str, Any]]:
-    return observations(inp, lambda o: fd.has_local_code(o, code))
+    return inp.observations_with_local_code(code)
 
 
 def local_bool(inp: ExtractionInput, fid: str, code: str, label: str, window: str | None = None) -> Fact:
@@ -594,8 +613,10 @@ def _prediction_at(assessment: Resource, lo: float, hi: float) -> float | None:
         high = (pred.get("whenRange") or {}).get("high") or {}
         if not isinstance(high, Mapping) or not isinstance(high.get("value"), int | float):
             continue
-        days = float(high["value"]) * DAYS_PER_UNIT.get(str(high.get("code") or high.get("unit") or "d"), 0.0)
-        probability = float(pred["probabilityDecimal"])
+        value, probability = fd.finite_number(high["value"]), fd.finite_number(pred["probabilityDecimal"])
+        if value is None or probability is None:  # e.g. 10**400: no float holds it (found by hypothesis)
+            continue
+        days = value * DAYS_PER_UNIT.get(str(high.get("code") or high.get("unit") or "d"), 0.0)
         if lo <= days <= hi and 0.0 <= probability <= 1.0:
             return probability
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -105,11 +106,24 @@ def has_local_code(res: Resource, code: str) -> bool:
 
 def numeric_value(obs: Resource) -> float | None:
     if isinstance(obs.get("valueInteger"), int) and not isinstance(obs.get("valueInteger"), bool):
-        return float(obs["valueInteger"])
+        return finite_number(obs["valueInteger"])
     quantity = obs.get("valueQuantity")
     if isinstance(quantity, Mapping) and isinstance(quantity.get("value"), int | float):
-        return float(quantity["value"])
+        return finite_number(quantity["value"])
     return None
+
+
+# No clinical value comes near this; it keeps sums (SINS, Tokuhashi) and unit scaling finite.
+MAX_MAGNITUDE = 1e100
+
+
+def finite_number(value: int | float) -> float | None:
+    """A JSON number as a float; one no float can hold (10**400, found by hypothesis) is no value."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and abs(number) <= MAX_MAGNITUDE else None
 
 
 def boolean_value(obs: Resource) -> bool | None:
