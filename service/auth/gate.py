@@ -1,0 +1,115 @@
+"""The Flask side: every CDS Hooks endpoint (discovery, service calls, feedback) needs a valid JWT
+when ``SPINECDS_AUTH=required``.
+
+Discovery is protected too: CDS Hooks 2.0 has the client send the JWT on every request to a
+service that requires authentication (the sandbox does so), and a hospital service has no reason
+to describe itself to strangers. CORS preflights (OPTIONS) carry no credentials and pass.
+Health probes, ``/rules``, ``/openapi.json`` and the console are outside ``/cds-services``.
+
+A refused token gets 401 with one fixed OperationOutcome and ``WWW-Authenticate: Bearer``,
+whatever the reason; the reason goes to the log (with ``iss``, ``kid`` and ``jti``, never the
+token) and to the metric ``spinecds_auth_failures_total{reason}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from flask import Flask, Response, g, request
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.config import Settings
+from service.errors import error_response
+
+from .issuers import load_issuers, parse_algorithms
+from .replay import ReplayStore, ReplayStoreUnavailable
+from .verifier import AuthFailure, JwtVerifier
+
+log = logging.getLogger("spinecds.auth")
+PROTECTED_PREFIX = "/cds-services"
+UNAUTHORIZED_MESSAGE = "authentication required"
+RETRY_AFTER_SECONDS = "5"
+
+
+def _safe(value: str | None) -> str:
+    """A caller-chosen string fit for one log line: printable, short, quoted."""
+    if value is None:
+        return "-"
+    return repr("".join(c if c.isprintable() else "?" for c in value[:120]))
+
+
+def unauthorized() -> Response:
+    response = error_response(401, UNAUTHORIZED_MESSAGE)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="spinecds"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _count(reason: str) -> None:
+    try:
+        from service.ops import metrics
+    except ImportError:  # pragma: no cover - metrics are optional for the gate
+        return
+    metrics.auth_failure(reason)
+
+
+def install_auth(
+    app: Flask,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    clock: Callable[[], datetime],
+    on_failure: Callable[[str], None] = _count,
+) -> JwtVerifier | None:
+    """Require a JWT on /cds-services when auth is required; a loud warning when it is not."""
+    if settings.auth != "required":
+        log.warning(
+            "CDS CLIENT AUTHENTICATION IS DISABLED (SPINECDS_AUTH=%s): any caller reaching this port can call "
+            "the services. Use only for development or behind a trusted gateway; set SPINECDS_AUTH=required "
+            "and SPINECDS_ISSUERS_FILE in production.",
+            settings.auth,
+        )
+        return None
+    algorithms = parse_algorithms(settings.jwt_algorithms)
+    issuers = load_issuers(settings.issuers_file, algorithms)
+    verifier = JwtVerifier(
+        issuers,
+        ReplayStore(sessions),
+        leeway=float(settings.jwt_leeway_seconds),
+        max_lifetime=float(settings.jwt_max_lifetime_seconds),
+        now=lambda: clock().timestamp(),
+    )
+    base = settings.public_base_url.rstrip("/")
+    log.info("CDS client authentication required: %d trusted issuer(s): %s", len(issuers), ", ".join(sorted(issuers)))
+
+    def check() -> Response | None:
+        path = request.path
+        if request.method == "OPTIONS" or not (path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/")):
+            return None
+        try:
+            g.cds_client = verifier.verify(request.headers.get("Authorization"), base + path)
+        except AuthFailure as failure:
+            log.warning(
+                "JWT refused: %s (iss=%s kid=%s jti=%s endpoint=%s)",
+                failure.reason,
+                _safe(failure.iss),
+                _safe(failure.kid),
+                _safe(failure.jti),
+                _safe(path),
+            )
+            on_failure(failure.reason)
+            return unauthorized()
+        except ReplayStoreUnavailable as exc:
+            log.error("JWT not checked: replay store unavailable (%s); answering 503", exc)
+            on_failure("replay_store_unavailable")
+            response = error_response(503, "authentication cannot be completed now; retry later")
+            response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+            return response
+        client = g.cds_client
+        log.debug("JWT accepted: iss=%s tenant=%s jti=%s", _safe(client.iss), _safe(client.tenant), _safe(client.jti))
+        return None
+
+    app.before_request(check)
+    app.extensions["spinecds.auth"] = verifier
+    return verifier
