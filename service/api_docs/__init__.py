@@ -1,0 +1,1 @@
+"""The OpenAPI 3 document of the CDS Hooks endpoints, served at ``GET /openapi.json``."""
