@@ -1,0 +1,1 @@
+"""Performance benchmark harness (see bench/README.md)."""

@@ -1,0 +1,256 @@
+"""Benchmark request bodies: CDS Hooks requests with small, typical and large prefetch.
+
+Every scenario starts from a patient case of ``tests/cases`` (mCODE-style spinal-metastasis data,
+so the rules fire) and pads it with other FHIR data:
+
+- ``small``     the case plus a few Synthea resources, ~20 resources in all
+- ``typical``   the case plus a stratified sample of a Synthea bundle, ~300 resources
+- ``synthea-*`` the case plus *every* resource of one bundle of
+                ../shared/fixtures/fhir_data_pipes_synthea_large (1,300-1,400 resources)
+- ``obs-5000``  the case plus 5,000 generated Observations (a long-followed patient)
+
+Resources go into our prefetch keys (``service/cds/definitions.py`` PREFETCH) by type and code,
+as an EHR would answer the templates; types no template asks for (Encounter, Claim, ...) go into
+an extra key ``other``, as an EHR that sends its whole chart would. The case's dates are moved by
+(now - CASE_NOW) so its "within 7 days" data stays recent for a server running on the real clock.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES_DIR = ROOT / "tests" / "cases"
+SYNTHEA_DIR = ROOT.parent / "shared" / "fixtures" / "fhir_data_pipes_synthea_large"
+# the instant the patient cases are written against (tests/conftest.py CASE_NOW)
+CASE_NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+LOCAL = "https://fhir.spinecds.org/CodeSystem/spinecds-local"
+LOINC = "http://loinc.org"
+PS_PAIN = {"89247-1", "89243-0", "72514-3"}
+KEY_BY_TYPE = {
+    "Patient": "patient",
+    "Condition": "conditions",
+    "MedicationRequest": "meds",
+    "MedicationStatement": "medstatements",
+    "AllergyIntolerance": "allergies",
+    "Procedure": "procedures",
+    "DiagnosticReport": "imaging",
+}
+BUNDLE_KEYS = [
+    "conditions",
+    "labs",
+    "ps_pain",
+    "findings",
+    "meds",
+    "medstatements",
+    "allergies",
+    "procedures",
+    "imaging",
+]
+SERVICE_FOR_HOOK = {
+    "patient-view": "spine-metastasis-review",
+    "order-select": "spine-procedure-order-select",
+    "order-sign": "spine-procedure-order-sign",
+}
+DEFAULT_CASE = "cat-rt-02-va-31-worked-example"
+# cases that make up the "mixed" load of the memory run (all three hooks, many rule paths)
+MIXED_CASES = [
+    "cat-rt-02-va-31-worked-example",
+    "core-emergency-overrides-eligible",
+    "cat-neu-02-escc-high",
+    "core-va08-thrombocytopenia-uncorrectable",
+    "cat-sup-02-03-severe-on-step1",
+    "core-order-sign-vertebroplasty-eligible",
+    "cat-rt-13-14-rt-order",
+    "cat-va-26-27-32-kypho-order",
+    "core-md03-warfarin-stale-labs",
+    "cat-rt-10-reirradiation",
+]
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(T[0-9:.]+(Z|[+-]\d{2}:\d{2})?)?$")
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    name: str
+    service: str
+    body: dict[str, Any]
+    resources: int
+
+    @property
+    def path(self) -> str:
+        return f"/cds-services/{self.service}"
+
+    def encoded(self) -> bytes:
+        return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+def load_case(name: str) -> dict[str, Any]:
+    case: dict[str, Any] = json.loads((CASES_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    return case
+
+
+def shift_dates(value: Any, days: int) -> Any:
+    """A copy of ``value`` with every FHIR date/dateTime string moved by ``days`` (time of day kept)."""
+    if isinstance(value, dict):
+        return {k: shift_dates(v, days) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shift_dates(v, days) for v in value]
+    if isinstance(value, str) and days and _DATE.match(value):
+        return (date.fromisoformat(value[:10]) + timedelta(days=days)).isoformat() + value[10:]
+    return value
+
+
+def synthea_bundles() -> list[Path]:
+    return sorted(SYNTHEA_DIR.glob("*.json"))
+
+
+def synthea_resources(path: Path) -> list[dict[str, Any]]:
+    bundle = json.loads(path.read_text(encoding="utf-8"))
+    return [e["resource"] for e in bundle.get("entry", []) if e["resource"]["resourceType"] != "Patient"]
+
+
+def sample(resources: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """``n`` resources spread evenly over the bundle, so the types keep their proportions."""
+    if n >= len(resources):
+        return list(resources)
+    step = len(resources) / n
+    return [resources[int(i * step)] for i in range(n)]
+
+
+def generated_observations(n: int, patient_id: str, before: datetime, seed: int = 7) -> list[dict[str, Any]]:
+    """``n`` final Observations of a long-followed patient, all older than ``before`` - 30 days.
+
+    A third are in the codes our ``labs``/``ps_pain`` templates ask for (platelets, INR, PT, aPTT,
+    pain scores), the rest are vital signs and other labs a chart holds in the thousands.
+    """
+    rng = random.Random(seed)
+    ours = [("777-3", "10*3/uL", 150, 400), ("6301-6", "{INR}", 0.9, 1.3), ("5902-2", "s", 11, 14),
+            ("3173-2", "s", 25, 35), ("72514-3", "{score}", 0, 4)]  # fmt: skip
+    others = [("8867-4", "/min", 55, 100), ("8480-6", "mm[Hg]", 100, 150), ("8462-4", "mm[Hg]", 60, 95),
+              ("2339-0", "mg/dL", 70, 140), ("718-7", "g/dL", 11, 16), ("2160-0", "mg/dL", 0.6, 1.3),
+              ("29463-7", "kg", 55, 90), ("8310-5", "Cel", 36.2, 37.8), ("59408-5", "%", 93, 100),
+              ("6690-2", "10*3/uL", 4, 11)]  # fmt: skip
+    out = []
+    for i in range(n):
+        code, unit, low, high = rng.choice(ours) if i % 3 == 0 else rng.choice(others)
+        when = before - timedelta(days=30 + i // 3, minutes=rng.randrange(1440))
+        out.append(
+            {
+                "resourceType": "Observation",
+                "id": f"gen-{i}",
+                "status": "final",
+                "category": [
+                    {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                "code": "vital-signs" if code in {"8867-4", "8480-6", "8462-4"} else "laboratory",
+                            }
+                        ]
+                    }
+                ],
+                "code": {"coding": [{"system": LOINC, "code": code}]},
+                "subject": {"reference": f"Patient/{patient_id}"},
+                "effectiveDateTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "valueQuantity": {
+                    "value": round(rng.uniform(low, high), 1),
+                    "unit": unit,
+                    "system": "http://unitsofmeasure.org",
+                    "code": unit,
+                },
+            }
+        )
+    return out
+
+
+def _key_for(resource: dict[str, Any]) -> str:
+    rtype = resource["resourceType"]
+    if rtype != "Observation":
+        return KEY_BY_TYPE.get(rtype, "other")
+    codings = resource.get("code", {}).get("coding", [])
+    if any(c.get("system") == LOCAL for c in codings):
+        return "findings"
+    if any(c.get("code") in PS_PAIN for c in codings):
+        return "ps_pain"
+    return "labs"
+
+
+def _bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    entries = [{"resource": r} for r in resources]
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(entries),
+        **({"entry": entries} if entries else {}),
+    }
+
+
+def build(name: str, case: dict[str, Any], padding: list[dict[str, Any]], now: datetime | None = None) -> BenchRequest:
+    """The request of ``case`` plus ``padding``; case dates moved to ``now`` (default: the real clock)."""
+    days = ((now or datetime.now(UTC)).date() - CASE_NOW.date()).days
+    resources: list[dict[str, Any]] = shift_dates(case["resources"], days)
+    patient = next(r for r in resources if r["resourceType"] == "Patient")
+    hook = case.get("hook", "patient-view")
+    missing = set(case.get("missing_keys", []))
+    everything = [r for r in resources if r["resourceType"] != "Patient"] + padding
+    prefetch: dict[str, Any] = {} if "patient" in missing else {"patient": patient}
+    for key in BUNDLE_KEYS:
+        if key not in missing:
+            prefetch[key] = _bundle([r for r in everything if _key_for(r) == key])
+    other = [r for r in everything if _key_for(r) == "other"]
+    if other:
+        prefetch["other"] = _bundle(other)
+    for key in case.get("null_keys", []):
+        prefetch[key] = None
+    context: dict[str, Any] = {"userId": "Practitioner/bench-clinician", "patientId": patient["id"]}
+    if hook in {"order-select", "order-sign"}:
+        orders = shift_dates(case.get("draft_orders", []), days)
+        context["draftOrders"] = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": o} for o in orders],
+        }
+        if hook == "order-select":
+            context["selections"] = [f"{o['resourceType']}/{o['id']}" for o in orders]
+    body = {
+        "hook": hook,
+        "hookInstance": f"00000000-0000-4000-8000-{abs(hash((name, patient['id']))) % 10**12:012d}",
+        "context": context,
+        "prefetch": prefetch,
+    }
+    return BenchRequest(name, SERVICE_FOR_HOOK[hook], body, 1 + len(everything))
+
+
+def scenarios(now: datetime | None = None, case_name: str = DEFAULT_CASE) -> list[BenchRequest]:
+    """The latency scenarios, smallest first."""
+    case = load_case(case_name)
+    bundles = synthea_bundles()
+    first = synthea_resources(bundles[0])
+    n_case = len(case["resources"])
+    patient_id = next(r["id"] for r in case["resources"] if r["resourceType"] == "Patient")
+    out = [
+        build("small", case, sample(first, max(0, 20 - n_case)), now),
+        build("typical", case, sample(first, 300 - n_case), now),
+    ]
+    for path in bundles:
+        out.append(build(f"synthea-{path.stem.split('_')[0]}", case, synthea_resources(path), now))
+    out.append(build("obs-5000", case, generated_observations(5000, patient_id, now or datetime.now(UTC)), now))
+    return out
+
+
+def mixed(now: datetime | None = None) -> list[BenchRequest]:
+    """Ten cases (all three hooks) at small size, three of them also at typical size: the memory run's load."""
+    first = synthea_resources(synthea_bundles()[0])
+    out = []
+    for i, name in enumerate(MIXED_CASES):
+        case = load_case(name)
+        out.append(build(f"{name}/small", case, sample(first, max(0, 20 - len(case["resources"]))), now))
+        if i % 4 == 0:
+            out.append(build(f"{name}/typical", case, sample(first, 300 - len(case["resources"])), now))
+    return out

@@ -1,0 +1,390 @@
+"""Benchmark harness: latency, throughput, memory and cold start of ours vs the floor vs naive.
+
+    scripts/bench            # full mode (~25 min on 2 cores)
+    scripts/bench --quick    # quick mode (~4 min): fewer samples, 5 s wrk runs, 10,000-request memory run
+    scripts/bench profile synthea-Clair921   # pyinstrument profile of one scenario, in process
+
+Absolute times depend on the machine and on whatever else runs on it; the targets are ratios
+measured in the same run (ours/floor, naive/ours), which noise moves much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bench import servers
+from bench.bodies import BenchRequest, build, load_case, mixed, scenarios
+from bench.load import latencies, write_manifest, wrk
+
+TARGETS = {
+    "ours/floor p50": 2.0,
+    "naive/ours p50": 5.0,
+    "throughput ours/floor": 0.5,
+    "cold start s": 2.0,
+    "rss growth": 0.05,
+}
+
+
+def fired(answer: dict[str, Any]) -> list[str]:
+    return sorted({r for c in answer.get("cards", []) for r in c["extension"]["org.spinecds.trace"]["rules"]})
+
+
+def mark(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    cores = len(os.sched_getaffinity(0))
+    return f"{cpu}, {cores} cores, Python {platform.python_version()}, load average {' '.join(load)}"
+
+
+def run_latency(args: argparse.Namespace, work: Path, reqs: list[BenchRequest], out: dict[str, Any]) -> None:
+    started: list[servers.Server] = []
+    try:
+        for kind in ("ours", "floor", "naive"):
+            started.append(servers.start(kind, work, args.workers, args.threads, args.database_url))
+        urls = {s.kind: s.url for s in started}
+        for req in reqs:
+            large = req.resources > 1000
+            n = args.large_samples if large else args.samples
+            lat, answers = latencies(urls, req, n, warmup=3 if large else 10)
+            bare = build("bare", load_case(args.case), [], None)
+            _, bare_answer = latencies({"ours": urls["ours"]}, bare, 1, 0)
+            row = {
+                "scenario": req.name,
+                "resources": req.resources,
+                "body_kb": len(req.encoded()) // 1024,
+                **{f"{k}_p50": v.p50_ms for k, v in lat.items()},
+                **{f"{k}_p99": v.p99_ms for k, v in lat.items()},
+                "n": n,
+                "cards": len(answers["ours"]["cards"]),
+                "rules": len(fired(answers["ours"])),
+                "same_as_bare": fired(answers["ours"]) == fired(bare_answer["ours"]),
+            }
+            row["ours/floor"] = row["ours_p50"] / row["floor_p50"]
+            row["naive/ours"] = row["naive_p50"] / row["ours_p50"]
+            out["latency"].append(row)
+            print(
+                f"  latency {req.name}: ours {row['ours_p50']:.1f} ms, floor {row['floor_p50']:.1f} ms, "
+                f"naive {row['naive_p50']:.1f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
+        if not args.skip_throughput:
+            run_throughput(args, work, reqs, {s.kind: s for s in started}, out)
+    finally:
+        for s in started:
+            s.stop()
+
+
+def run_throughput(
+    args: argparse.Namespace, work: Path, reqs: list[BenchRequest], srv: dict[str, servers.Server], out: dict[str, Any]
+) -> None:
+    loads = {
+        "typical": [r for r in reqs if r.name == "typical"],
+        "synthea (both bundles)": [r for r in reqs if r.name.startswith("synthea-")],
+    }
+    for load_name, load_reqs in loads.items():
+        manifest = write_manifest(load_reqs, work, load_name.split()[0])
+        for conns in (16, 64):
+            results = {}
+            for kind in ("ours", "floor"):
+                # 64 queued 2 MB requests need more than 5 s before the first one is answered
+                seconds = args.duration if load_name == "typical" or not args.quick else max(args.duration, 20)
+                results[kind] = wrk(srv[kind].url, manifest, conns, seconds)
+                print(
+                    f"  wrk {load_name} c={conns} {kind}: {results[kind].rps:.1f} req/s, "
+                    f"p99 {results[kind].p99_ms:.0f} ms, errors {results[kind].errors}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            out["throughput"].append(
+                {
+                    "load": load_name,
+                    "connections": conns,
+                    "seconds": seconds,
+                    **{kind: asdict(r) for kind, r in results.items()},
+                    "ratio": results["ours"].rps / results["floor"].rps if results["floor"].rps else 0.0,
+                }
+            )
+
+
+def run_memory(args: argparse.Namespace, work: Path, out: dict[str, Any]) -> None:
+    manifest = write_manifest(mixed(), work, "mixed")
+    server = servers.start("ours", work, args.workers, args.threads, args.database_url)
+    try:
+        first = wrk(server.url, manifest, 8, 3600, limit=1000)
+        rss_first = server.worker_rss_kib()
+        half = (args.memory_requests - 1000) // 2
+        middle = wrk(server.url, manifest, 8, 3600, limit=half)
+        rss_middle = server.worker_rss_kib()
+        rest = wrk(server.url, manifest, 8, 3600, limit=args.memory_requests - 1000 - half)
+        rss_after = server.worker_rss_kib()
+    finally:
+        server.stop()
+    total_first, total_after = sum(rss_first.values()), sum(rss_after.values())
+    out["memory"] = {
+        "requests": first.requests + middle.requests + rest.requests,
+        "planned": args.memory_requests,
+        "errors": first.errors + middle.errors + rest.errors,
+        "rss_first_kib": rss_first,
+        "rss_middle_kib": rss_middle,
+        "middle_requests": first.requests + middle.requests,
+        "rss_after_kib": rss_after,
+        "growth": total_after / total_first - 1 if total_first else 0.0,
+        "same_workers": sorted(rss_first) == sorted(rss_after),
+    }
+    print(f"  memory: {total_first / 1024:.0f} MiB -> {total_after / 1024:.0f} MiB", file=sys.stderr, flush=True)
+
+
+def run_cold_start(args: argparse.Namespace, work: Path, probe: BenchRequest, out: dict[str, Any]) -> None:
+    times = []
+    for _ in range(args.cold_starts):
+        server = servers.start(
+            "ours", work, args.workers, args.threads, args.database_url, probe=probe.encoded(), probe_path=probe.path
+        )
+        times.append(server.ready_after or 0.0)
+        server.stop()
+    out["cold_start"] = {"runs": times, "median": statistics.median(times), "max": max(times)}
+    print(f"  cold start: {', '.join(f'{t:.2f}' for t in times)} s", file=sys.stderr, flush=True)
+
+
+def table(out: dict[str, Any]) -> str:
+    lines = [f"machine: {out['machine']}", f"date: {out['date']}  mode: {out['mode']}  command: {out['command']}", ""]
+    lines += [
+        "### Latency (sequential client, p50 / p99 ms)",
+        "",
+        "| scenario | resources | KiB | ours | floor | naive | ours/floor p50 | naive/ours p50 | n "
+        "| rules fired (= bare case) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in out["latency"]:
+        target = r["scenario"].startswith("synthea-")
+        of = f"{r['ours/floor']:.2f}" + (f" ({mark(r['ours/floor'] <= TARGETS['ours/floor p50'])})" if target else "")
+        no = f"{r['naive/ours']:.1f}" + (f" ({mark(r['naive/ours'] >= TARGETS['naive/ours p50'])})" if target else "")
+        lines.append(
+            f"| {r['scenario']} | {r['resources']} | {r['body_kb']} | {r['ours_p50']:.1f} / {r['ours_p99']:.1f} "
+            f"| {r['floor_p50']:.1f} / {r['floor_p99']:.1f} | {r['naive_p50']:.1f} / {r['naive_p99']:.1f} "
+            f"| {of} | {no} | {r['n']} | {r['rules']} ({'yes' if r['same_as_bare'] else 'NO'}) |"
+        )
+    if out["throughput"]:
+        lines += [
+            "",
+            "### Throughput (wrk, gunicorn production config)",
+            "",
+            "| load | conns | s | ours req/s | ours p99 ms | ours errors | floor req/s | floor p99 ms | floor errors "
+            "| ours/floor |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for t in out["throughput"]:
+            o, f = t["ours"], t["floor"]
+            target = t["load"].startswith("synthea")
+            ratio = f"{t['ratio']:.0%}" + (
+                f" ({mark(t['ratio'] >= TARGETS['throughput ours/floor'])})" if target else ""
+            )
+            kinds = ", ".join(f"{k} {v}" for k, v in o["detail"].items() if v)
+            err = (
+                f"{o['errors']}" + (f" [{kinds}]" if kinds else "") + (f" ({mark(o['errors'] == 0)})" if target else "")
+            )
+            lines.append(
+                f"| {t['load']} | {t['connections']} | {t['seconds']:g} | {o['rps']:.1f} | {o['p99_ms']:.0f} | {err} "
+                f"| {f['rps']:.1f} | {f['p99_ms']:.0f} | {f['errors']} | {ratio} |"
+            )
+    if out.get("memory"):
+        m = out["memory"]
+        first, after = sum(m["rss_first_kib"].values()) / 1024, sum(m["rss_after_kib"].values()) / 1024
+        middle = sum(m["rss_middle_kib"].values()) / 1024
+        note = "" if m["planned"] >= 100_000 else f" (quick mode: {m['planned']:,} requests, not 100,000)"
+        lines += [
+            "",
+            "### Memory (mixed requests, RSS of all gunicorn workers)",
+            "",
+            f"- after 1,000: {first:.1f} MiB; after {m['middle_requests']:,}: {middle:.1f} MiB; "
+            f"after {m['requests']:,}: {after:.1f} MiB; second half {after / middle - 1:+.1%}; "
+            f"growth vs 1,000 {m['growth']:+.1%} "
+            f"({mark(m['growth'] <= TARGETS['rss growth'])}; target ≤ +5%){note}; errors {m['errors']}; "
+            f"same worker processes: {'yes' if m['same_workers'] else 'NO (a worker was restarted)'}",
+        ]
+    if out.get("cold_start"):
+        c = out["cold_start"]
+        lines += [
+            "",
+            "### Cold start (`spinecds serve` start to first 200 of a service call)",
+            "",
+            f"- runs: {', '.join(f'{t:.2f}' for t in c['runs'])} s; median {c['median']:.2f} s, max {c['max']:.2f} s "
+            f"({mark(c['max'] < TARGETS['cold start s'])}; target < 2 s)",
+        ]
+    return "\n".join(lines)
+
+
+def bench(args: argparse.Namespace) -> int:
+    if args.quick:
+        args.samples, args.large_samples, args.duration = (
+            args.samples or 40,
+            args.large_samples or 12,
+            args.duration or 5,
+        )
+        args.memory_requests, args.cold_starts = args.memory_requests or 10_000, args.cold_starts or 3
+    else:
+        args.samples, args.large_samples, args.duration = (
+            args.samples or 200,
+            args.large_samples or 50,
+            args.duration or 60,
+        )
+        args.memory_requests, args.cold_starts = args.memory_requests or 100_000, args.cold_starts or 5
+    out: dict[str, Any] = {
+        "machine": machine(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "mode": "quick" if args.quick else "full",
+        "command": "scripts/bench " + " ".join(sys.argv[1:]),
+        "latency": [],
+        "throughput": [],
+    }
+    reqs = scenarios(case_name=args.case)
+    if args.only:
+        reqs = [r for r in reqs if r.name in args.only]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="spinecds-bench-") as tmp:
+        work = Path(tmp)
+        run_latency(args, work, reqs, out)
+        if not args.skip_memory:
+            run_memory(args, work, out)
+        if not args.skip_cold_start:
+            run_cold_start(args, work, reqs[0], out)
+    out["elapsed_s"] = time.perf_counter() - t0
+    text = table(out)
+    print(text)
+    print(f"\n(elapsed {out['elapsed_s'] / 60:.1f} min)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def profile(args: argparse.Namespace) -> int:
+    """Profile our pipeline in process on one scenario (pyinstrument), and print where time goes."""
+    from pyinstrument import Profiler
+
+    from service.app import create_app
+
+    req = next(r for r in scenarios(case_name=args.case) if r.name == args.scenario)
+    body = req.encoded()
+    with tempfile.TemporaryDirectory(prefix="spinecds-prof-") as tmp:
+        app = create_app({"database_url": f"sqlite:///{tmp}/p.db", "log_level": "WARNING"})
+        with app.test_client() as client:
+            for _ in range(3):
+                assert client.post(req.path, data=body, content_type="application/json").status_code == 200
+            profiler = Profiler(interval=0.0005)
+            started = time.perf_counter()
+            with profiler:
+                for _ in range(args.n):
+                    client.post(req.path, data=body, content_type="application/json")
+            per = (time.perf_counter() - started) / args.n * 1000
+    print(profiler.output_text(unicode=True, color=False, show_all=False))
+    print(f"{req.name}: {req.resources} resources, {per:.1f} ms per call in process (profiled)")
+    return 0
+
+
+def breakdown(args: argparse.Namespace) -> int:
+    """Where a call's time goes, stage by stage, in process (best of n: little moved by other load)."""
+    from bench.naive import validate_all
+    from service.app import create_app
+    from service.cds.definitions import SERVICES
+    from service.cds.prefetch import gather
+    from service.cds.request import parse_hook_request, parse_json_body
+
+    def best(fn: Any) -> float:
+        times = []
+        for _ in range(args.n):
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+        return min(times) * 1000
+
+    rows = [
+        "| scenario | json.loads (floor) | strict parse (request.py) | hook request | prefetch pool | "
+        "facts+rules+cards | ours total w/o HTTP, DB | naive validation |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    with tempfile.TemporaryDirectory(prefix="spinecds-bd-") as tmp:
+        app = create_app({"database_url": f"sqlite:///{tmp}/b.db", "log_level": "WARNING"})
+        pipeline = app.extensions["spinecds"].pipeline
+        for req in scenarios(case_name=args.case):
+            data = req.encoded()
+            body = json.loads(data)
+            hook = parse_hook_request(body, SERVICES[req.service])
+            prefetch = gather(hook, pipeline.limits, pipeline.relevant)
+            t = {
+                "loads": best(partial(json.loads, data)),
+                "strict": best(partial(parse_json_body, data)),
+                "hook": best(partial(parse_hook_request, body, SERVICES[req.service])),
+                "pool": best(partial(gather, hook, pipeline.limits, pipeline.relevant)),
+                "decide": best(partial(pipeline.decide, prefetch, [], hook.patient_id)),
+                "naive": best(partial(validate_all, body)),
+            }
+            total = t["strict"] + t["hook"] + t["pool"] + t["decide"]
+            rows.append(
+                f"| {req.name} ({req.resources}) | {t['loads']:.1f} | {t['strict']:.1f} | {t['hook']:.1f} "
+                f"| {t['pool']:.1f} | {t['decide']:.1f} | {total:.1f} | {t['naive'] + t['loads']:.1f} |"
+            )
+            print(rows[-1], file=sys.stderr, flush=True)
+    print("\n".join(rows))
+    print(f"\nms, best of {args.n}; naive validation includes json.loads")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="short runs (~4 min) instead of the full ones (~25 min)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="gunicorn workers (default: cores)")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (default 4)")
+    parser.add_argument("--database-url", help="SPINECDS_DATABASE_URL for ours (default: a fresh SQLite file)")
+    parser.add_argument("--case", default="cat-rt-02-va-31-worked-example", help="patient case to pad (tests/cases)")
+    parser.add_argument("--only", nargs="*", help="latency scenarios to run (small typical synthea-... obs-5000)")
+    parser.add_argument("--samples", type=int, default=0, help="timed calls per small/typical scenario")
+    parser.add_argument("--large-samples", type=int, default=0, help="timed calls per large scenario")
+    parser.add_argument("--duration", type=float, default=0, help="seconds per wrk run")
+    parser.add_argument("--memory-requests", type=int, default=0)
+    parser.add_argument("--cold-starts", type=int, default=0)
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-cold-start", action="store_true")
+    parser.add_argument("--json", help="also write the raw results here")
+    sub = parser.add_subparsers(dest="command")
+    prof = sub.add_parser("profile", help="pyinstrument profile of one scenario, in process")
+    prof.add_argument("scenario")
+    prof.add_argument("-n", type=int, default=20)
+    stages = sub.add_parser("breakdown", help="time per pipeline stage for every scenario, in process")
+    stages.add_argument("-n", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.command == "profile":
+        return profile(args)
+    if args.command == "breakdown":
+        return breakdown(args)
+    return bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
