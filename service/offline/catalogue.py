@@ -1,0 +1,55 @@
+"""The rule catalogue as data (ID, what it needs, what it concludes, sources, thresholds in force).
+
+Shared by ``spinecds rules`` and the console; built on the ``/rules`` reference of the ops blueprint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.engine.ruleset import RuleBase
+from service.ops.blueprint import rule_reference
+
+
+def rule_catalogue(base: RuleBase) -> dict[str, Any]:
+    rules = []
+    for rule_id in base.rule_ids:
+        variants = base.by_id(rule_id)
+        entry = rule_reference(variants)
+        entry["variants"] = [
+            {
+                "title": r.title,
+                "catalogue": r.catalogue,
+                "needsFacts": sorted(r.reads_facts),
+                "needsDerived": sorted(r.reads_derived),
+                "derives": f"{r.derive[0]} = {r.derive[1]}" if r.derive else None,
+                "concludes": _conclusion(r.conclude),
+            }
+            for r in variants
+        ]
+        entry["needs"] = sorted({f for r in variants for f in r.reads_facts | r.reads_derived})
+        entry["thresholdsInForce"] = [_threshold(base, name) for name in entry["thresholds"]]
+        rules.append(entry)
+    return {"ruleBase": base.digest, "rules": rules}
+
+
+def _conclusion(conclude: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not conclude:
+        return None
+    return {
+        "type": conclude.get("type"),
+        "card": conclude.get("card"),
+        "indicator": conclude.get("indicator"),
+        "summary": conclude.get("summary"),
+    }
+
+
+def _threshold(base: RuleBase, name: str) -> dict[str, Any]:
+    spec = base.thresholds.get(name, {})
+    return {
+        "name": name,
+        "value": spec.get("value"),
+        "unit": spec.get("unit", ""),
+        "basis": spec.get("basis", ""),
+        "localDefault": bool(spec.get("local_default", True)),
+    }
