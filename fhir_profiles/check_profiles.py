@@ -11,6 +11,7 @@ import pathlib
 import sys
 
 from fhir.resources.R4B.codesystem import CodeSystem
+from fhir.resources.R4B.structuredefinition import StructureDefinition
 from fhir.resources.R4B.valueset import ValueSet
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -36,8 +37,9 @@ def status_of(element: dict) -> str | None:
 
 def main() -> int:
     index = json.loads((HERE / "index.json").read_text(encoding="utf-8"))
-    listed = {e["file"] for e in index["codeSystems"] + index["valueSets"]}
-    on_disk = {p.name for pattern in ("CodeSystem-*.json", "ValueSet-*.json") for p in HERE.glob(pattern)}
+    listed = {e["file"] for e in index["codeSystems"] + index["valueSets"] + index.get("structureDefinitions", [])}
+    on_disk = {p.name for pattern in ("CodeSystem-*.json", "ValueSet-*.json", "StructureDefinition-*.json")
+               for p in HERE.glob(pattern)}
     if listed != on_disk:
         err(f"index.json / disk mismatch: {sorted(listed ^ on_disk)}")
 
@@ -97,9 +99,22 @@ def main() -> int:
                     if len(labels) != 1 or labels[0] not in local_codes:
                         err(f"{fn}: {system}|{c['code']} lacks a valid vertebral-level designation")
 
+    for entry in index.get("structureDefinitions", []):
+        data = json.loads((HERE / entry["file"]).read_text(encoding="utf-8"))
+        StructureDefinition.model_validate(data)
+        if data["url"] != f"{BASE}/StructureDefinition/{data['id']}" or entry["url"] != data["url"]:
+            err(f"{entry['file']}: url mismatch")
+        if not data.get("version") or data.get("status") != "draft":
+            err(f"{entry['file']}: version missing or status not draft")
+        for el in data["differential"]["element"]:
+            vs = el.get("binding", {}).get("valueSet", "")
+            if vs and not (HERE / f"ValueSet-{vs.rsplit('/', 1)[-1]}.json").exists():
+                err(f"{entry['file']}: binding to unknown ValueSet {vs}")
+
     for e in errors:
         print("ERROR:", e)
     print(f"checked {len(index['codeSystems'])} CodeSystem(s), {len(index['valueSets'])} ValueSets, "
+          f"{len(index.get('structureDefinitions', []))} StructureDefinitions, "
           f"{total} explicit ValueSet concepts: {'OK' if not errors else f'{len(errors)} error(s)'}")
     return 1 if errors else 0
 

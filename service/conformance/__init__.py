@@ -1,0 +1,1 @@
+"""Conformance tooling: our FHIR profiles as checks, and ``spinecds validate``."""

@@ -1,0 +1,1 @@
+"""Read-only FHIR endpoints: the rule base as PlanDefinitions."""

@@ -1,0 +1,181 @@
+"""Every FHIR JSON file under ../shared/fixtures goes through the service as a patient-view request.
+
+Each file (or NDJSON folder) is split into patients; a patient's resources are put under our prefetch
+keys (support.cases.build_request), so nothing has to be fetched. Resources whose patient is not in
+the file get a bare Patient {id} (the R4 core examples reference Patient/example and friends without
+shipping them). Types we do not prefetch (Encounter, Claim, ...) are dropped. Expected: 200, the response
+passes the CDS Hooks response checker, and the two mCODE bone-metastasis patients get exactly the
+card groups documented in docs/conformance.md. FSH sources and the code lists are not FHIR JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import FIXTURES
+from support.cases import KEY_BY_TYPE, build_request
+from support.cds_checker import check_cards_response, errors_only
+
+PREFETCHED_TYPES = set(KEY_BY_TYPE) | {"Observation"}
+NOT_FHIR = {"feedback.json"}  # CDS Hooks feedback bodies (and feedback-*.json): test_fixture_requests sends them
+NOT_FHIR_DIRS = {"service_definitions", "code_lists", "mcode_ig_fsh", "sandbox_cds_services"}
+MCODE = FIXTURES / "mcode_trial_matching_app"
+
+# mCODE bone-metastasis patients: card group -> rule IDs (why: docs/conformance.md "mCODE patients").
+# Both: secondary malignant neoplasm of bone (SNOMED 94222008) without bodySite -> F-MET true; primary
+# 408643008 is not in our primary-cancer ValueSet (no SNOMED is-a) -> F-PRIM unknown; ECOG from 2019 is
+# stale; no fracture, pain, exam, SINS or imaging; a medication list without a bone-modifying agent.
+MCODE_GROUPS = {
+    "data-gaps": {"MD-05", "MD-08", "MD-09", "MD-10", "MD-11"},
+    "bone-health": {"SUP-07"},
+    "prognosis": {"MD-13", "PRG-01", "PRG-03"},
+}
+MCODE_EXPECTED = {"TrialMatching_Patient01.json": MCODE_GROUPS, "TrialMatching_Patient02.json": MCODE_GROUPS}
+
+
+def _patient_id(ref: Any) -> str | None:
+    if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
+        return None
+    text: str = ref["reference"]
+    if text.startswith("urn:uuid:"):
+        return text[len("urn:uuid:") :]
+    if "Patient/" in text:
+        return text.split("Patient/", 1)[1].split("/", 1)[0]
+    return None
+
+
+def _owner(resource: dict[str, Any]) -> str | None:
+    if resource["resourceType"] == "Patient":
+        return resource["id"] if isinstance(resource.get("id"), str) else None
+    return _patient_id(resource.get("subject")) or _patient_id(resource.get("patient"))
+
+
+def _resources(doc: Any) -> Iterator[dict[str, Any]]:
+    if not isinstance(doc, dict):
+        return
+    if "hook" in doc or "prefetch" in doc:  # CDS Hooks request (or its prefetch): prefetch, draft orders
+        for value in (doc.get("prefetch") or {}).values():
+            yield from _resources(value)
+        context = doc.get("context") or {}
+        yield from _resources(context.get("draftOrders"))
+        if isinstance(context.get("patientId"), str):
+            yield {"resourceType": "Patient", "id": context["patientId"]}
+        return
+    if doc.get("resourceType") == "Bundle":
+        for entry in doc.get("entry") or []:
+            yield from _resources(entry.get("resource"))
+        return
+    if isinstance(doc.get("resourceType"), str):
+        yield doc
+
+
+def _units() -> dict[str, list[dict[str, Any]]]:
+    """'relative path' -> resources, for every FHIR JSON file or NDJSON folder."""
+    units: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(FIXTURES.rglob("*")):
+        rel = path.relative_to(FIXTURES)
+        if (
+            not path.is_file()
+            or set(rel.parts) & NOT_FHIR_DIRS
+            or path.name in NOT_FHIR
+            or path.name.startswith("feedback")
+        ):
+            continue
+        if path.suffix == ".ndjson":
+            lines = path.read_text(encoding="utf-8").splitlines()
+            units.setdefault(str(rel.parent) + "/", []).extend(json.loads(x) for x in lines if x.strip())
+        elif path.suffix == ".json":
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            prefetch_data = any(isinstance(v, dict) for v in (doc.get("prefetch") or {}).values())
+            if "resourceType" in doc or "hook" in doc or prefetch_data:
+                units[str(rel)] = list(_resources(doc))
+            elif isinstance(doc.get("data"), list):  # AHRQ exec data: {"data": [resources], ...}
+                units[str(rel)] = [r for item in doc["data"] for r in _resources(item)]
+    return units
+
+
+# units that hold no patient-view data at all
+NO_PATIENT_DATA = {
+    "cds_hooks_examples/cds_hooks_org_examples/opioid-cdc-request-order-sign.json": "DSTU2 MedicationOrder only",
+    "cds_hooks_examples/hl7_spec/hook-request-with-extension.json": "no patientId and no resources",
+    "cds_hooks_examples/hl7_spec/prefetch-data-example.json": "Patient without id (snipped spec example)",
+}
+
+
+def _cases() -> list[tuple[str, dict[str, Any]]]:
+    """(id, case) per patient of every unit; the R4 core examples are one unit (they cross-reference)."""
+    units = _units()
+    core = [r for key in sorted(units) if key.startswith("fhir_r4_core_examples/") for r in units.pop(key)]
+    units["fhir_r4_core_examples/"] = core
+    out = []
+    for key, resources in sorted(units.items()):
+        by_patient: dict[str, list[dict[str, Any]]] = {}
+        for r in resources:
+            owner = _owner(r)
+            if owner and r["resourceType"] in PREFETCHED_TYPES:
+                by_patient.setdefault(owner, []).append(r)
+        for pid, own in sorted(by_patient.items()):
+            if not any(r["resourceType"] == "Patient" for r in own):
+                own = [{"resourceType": "Patient", "id": pid}, *own]
+            out.append((f"{key}#{pid[:12]}", {"resources": own}))
+    return out
+
+
+CASES = _cases()
+
+
+def test_every_fixture_file_is_covered() -> None:
+    units = _units()
+    json_files = [
+        p
+        for p in FIXTURES.rglob("*.json")
+        if not set(p.relative_to(FIXTURES).parts) & NOT_FHIR_DIRS
+        and p.name not in NOT_FHIR
+        and not p.name.startswith("feedback")
+    ]
+    # every JSON file is either FHIR (a unit) or a CDS Hooks response/discovery example (not a request)
+    for p in json_files:
+        rel = str(p.relative_to(FIXTURES))
+        doc = json.loads(p.read_text(encoding="utf-8"))
+        response_example = {"cards", "services", "summary", "systemActions", "prefetch"} & set(doc)
+        assert rel in units or response_example, f"{rel} is neither FHIR nor a CDS Hooks response example"
+    covered = {case_id.split("#", 1)[0] for case_id, _ in CASES}
+    for rel in units:
+        key = rel if not rel.startswith("fhir_r4_core_examples/") else "fhir_r4_core_examples/"
+        assert key in covered or rel in NO_PATIENT_DATA, rel
+    assert len(CASES) >= 35  # 10 bulk + 7 Synthea + 2 mCODE + requests + core examples
+
+
+@pytest.mark.parametrize("case_id,case", CASES, ids=[c[0] for c in CASES])
+def test_fixture_patient_through_patient_view(client: Any, case_id: str, case: dict[str, Any]) -> None:
+    service, body = build_request(case)
+    started = time.perf_counter()
+    response = client.post(f"/cds-services/{service}", json=body)
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200, (case_id, response.get_json())
+    cards = response.get_json()
+    assert errors_only(check_cards_response(cards, require_uuids=True)) == []
+    assert elapsed < 10, f"{case_id}: {elapsed:.1f} s"
+
+
+def _card_groups(cards: dict[str, Any]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for card in cards["cards"]:
+        trace = card["extension"]["org.spinecds.trace"]
+        out[trace["card"]] = set(trace["rules"])
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(MCODE_EXPECTED))
+def test_mcode_bone_metastasis_patients_get_the_cards_their_data_supports(client: Any, name: str) -> None:
+    [(case_id, case)] = [c for c in CASES if c[0].startswith(f"mcode_trial_matching_app/{name}#")]
+    service, body = build_request(case)
+    cards = client.post(f"/cds-services/{service}", json=body).get_json()
+    assert _card_groups(cards) == MCODE_EXPECTED[name]
+    facts = {f["id"]: f["value"] for c in cards["cards"] for f in c["extension"]["org.spinecds.trace"]["facts"]}
+    assert facts["F-MET"] is True and facts["F-PRIM"] == "unknown" and facts["F-ECOG"] == "unknown"
+    assert facts["F-BMA"] is False
