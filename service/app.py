@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 
+from service.api_docs.blueprint import bp as api_docs_bp
+from service.auth.gate import install_auth
 from service.cds.blueprint import bp as cds_bp
 from service.cds.pipeline import Pipeline
 from service.config import ConfigError, Settings
+from service.console.blueprint import bp as console_bp
 from service.db import init_db, make_engine
 from service.engine.ruleset import load_rulebase
 from service.engine.runtime import Engine
 from service.errors import register_error_handlers
 from service.facts.vocabulary import Vocabulary
+from service.fhir.allowlist import FhirServerAllowlist
 from service.fhir.client import FetchLimits
 from service.fhir.pool import preload_models
+from service.fhir_api.blueprint import bp as fhir_api_bp
+from service.ops import metrics
 from service.ops.blueprint import bp as ops_bp
+from service.ops.logging import REQUEST_ID_HEADER, configure_logging, request_id_from, set_request_id
 from service.state import AppState
 
 log = logging.getLogger("spinecds")
@@ -43,7 +51,7 @@ def create_app(
         settings = Settings.from_env()
     elif not isinstance(settings, Settings):
         settings = Settings.from_env().with_overrides(settings)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level)
     base = load_rulebase(settings.rules_dir, _threshold_overrides(settings.thresholds_file))
     engine = Engine(base)
     vocab = Vocabulary.load(settings.profiles_dir)
@@ -53,7 +61,9 @@ def create_app(
         settings.fhir_read_timeout,
         settings.fhir_max_pages,
         settings.fhir_max_response_bytes,
+        allowlist=FhirServerAllowlist.parse(settings.fhir_server_allowlist),
     )
+    _warn_fhir_allowlist(limits.allowlist)
     pipeline = Pipeline(
         engine,
         vocab,
@@ -72,7 +82,13 @@ def create_app(
     register_error_handlers(app)
     app.register_blueprint(cds_bp)
     app.register_blueprint(ops_bp)
+    app.register_blueprint(fhir_api_bp)  # /fhir/PlanDefinition (docs/conformance.md)
+    if settings.console == "enabled":
+        app.register_blueprint(console_bp)  # /console (docs/console.md)
+    app.register_blueprint(api_docs_bp)
     _cors(app, settings.cors_origins)
+    _request_context(app)
+    install_auth(app, settings, sessions, clock or (lambda: datetime.now(UTC)))  # docs/security.md
     log.info(
         "spinecds ready: %d rules in %d strata (rule base %s), database %s",
         len(base.rule_ids),
@@ -81,6 +97,43 @@ def create_app(
         settings.database_url.split(":", 1)[0],
     )
     return app
+
+
+def _warn_fhir_allowlist(allowlist: FhirServerAllowlist) -> None:
+    if allowlist.empty:
+        log.warning(
+            "SPINECDS_FHIR_SERVER_ALLOWLIST is empty: no fhirServer will be called; requests are answered from "
+            "prefetch only (412 when required data are missing)"
+        )
+    else:
+        log.info("fhirServer calls allowed to: %s", allowlist.describe())
+
+
+def _request_context(app: Flask) -> None:
+    """Request id (``X-Request-Id`` in and out), one access log line and HTTP metrics per request."""
+    access = logging.getLogger("spinecds.access")
+
+    def start() -> None:
+        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        g.request_id = request_id
+        g.started = time.perf_counter()
+        set_request_id(request_id)
+
+    app.before_request_funcs.setdefault(None, []).insert(0, start)  # first, so every later log line has the id
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        request_id = g.get("request_id") or request_id_from(None)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.observe_http(request.method, route, response.status_code, seconds)
+        access.info("%s %s %d %.1fms", request.method, route, response.status_code, seconds * 1000)
+        return response
+
+    @app.teardown_request
+    def forget(_exc: BaseException | None) -> None:
+        set_request_id(None)
 
 
 def _cors(app: Flask, origins: str) -> None:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from service.config import ConfigError, Settings
+from service.offline import commands as offline_commands
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "67108864"}
 
@@ -22,9 +23,12 @@ def _serve(args: argparse.Namespace) -> int:
         # glibc reads these only at process start: re-exec once with them (durable-rules ~1.7x faster)
         env = {**os.environ, **MALLOC_ENV}
         os.execve(sys.executable, [sys.executable, "-m", "service.cli", *sys.argv[1:]], env)
+    _prepare_metrics_dir()  # before prometheus_client is imported (it reads PROMETHEUS_MULTIPROC_DIR once)
     from gunicorn.app.base import BaseApplication
 
     from service.app import create_app
+    from service.ops.logging import gunicorn_logconfig
+    from service.ops.metrics import worker_exited
 
     class _App(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -36,6 +40,10 @@ def _serve(args: argparse.Namespace) -> int:
                 "graceful_timeout": 30,
                 "accesslog": None,
                 "preload_app": False,
+                # graceful shutdown: on SIGTERM workers stop accepting, finish in-flight requests
+                # (up to graceful_timeout) and the master exits 0
+                "logconfig_dict": gunicorn_logconfig(Settings.from_env().log_level),
+                "child_exit": lambda _arbiter, worker: worker_exited(worker.pid),
             }
             for key, value in options.items():
                 self.cfg.set(key, value)
@@ -43,14 +51,67 @@ def _serve(args: argparse.Namespace) -> int:
         def load(self) -> Any:
             return create_app()
 
-    if os.environ.get("SPINECDS_AUTH", "disabled") != "required":
+    settings = Settings.from_env()
+    if settings.auth != "required":
         print(
-            "spinecds: WARNING: CDS client authentication (JWT) is not enforced in this build; "
-            "run only on a trusted network",
+            "spinecds: " + "!" * 72 + "\n"
+            "spinecds: WARNING: CDS client authentication is DISABLED (SPINECDS_AUTH is not 'required').\n"
+            "spinecds: Any caller that reaches this port can call the CDS services. Development only:\n"
+            "spinecds: set SPINECDS_AUTH=required and SPINECDS_ISSUERS_FILE for a hospital network.\n"
+            "spinecds: " + "!" * 72,
+            file=sys.stderr,
+        )
+    if not settings.fhir_server_allowlist.strip():
+        print(
+            "spinecds: note: SPINECDS_FHIR_SERVER_ALLOWLIST is empty: no fhirServer is ever called (prefetch only)",
             file=sys.stderr,
         )
     _App().run()
     return 0
+
+
+def _prepare_metrics_dir() -> None:
+    """gunicorn workers share Prometheus samples through PROMETHEUS_MULTIPROC_DIR (a private temp dir if unset)."""
+    from service.ops.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    if not os.environ.get(MULTIPROC_ENV):
+        import tempfile
+
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="spinecds-metrics-")
+    prepare_multiprocess_dir(os.environ[MULTIPROC_ENV])
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"spinecds: configuration error: {exc}", file=sys.stderr)
+        return 2
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.migrations import upgrade
+
+    where = settings.database_url.split(":", 1)[0]  # never print credentials
+    try:
+        before, after = upgrade(settings.database_url, args.revision)
+    except SQLAlchemyError as exc:
+        print(f"spinecds: migration failed on the {where} database: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"spinecds: {where} database schema: {before or 'empty'} -> {after}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from service.conformance.validate import run
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"spinecds: configuration error: {exc}", file=sys.stderr)
+        return 2
+    code, output = run(args.input, as_json=args.json, profiles_dir=settings.profiles_dir)
+    print(output, file=sys.stderr if code == 2 else sys.stdout)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,9 +122,23 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=int(os.environ.get("SPINECDS_PORT", "8080")))
     serve.add_argument("--workers", type=int, default=int(os.environ.get("SPINECDS_WORKERS", str(os.cpu_count() or 2))))
     serve.add_argument("--threads", type=int, default=int(os.environ.get("SPINECDS_THREADS", "4")))
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema (alembic) to this build")
+    migrate.add_argument("--revision", default="head", help="target revision (default: head)")
+    offline_commands.add_parsers(sub)  # evaluate, rules
+    validate = sub.add_parser("validate", help="check a Bundle / NDJSON folder against the spinecds profiles")
+    validate.add_argument("input", help="Bundle or resource JSON, CDS Hooks request, NDJSON file or folder")
+    validate.add_argument("--json", action="store_true", help="machine-readable report")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "migrate":
+        return _migrate(args)
+    if args.command == "evaluate":
+        return offline_commands.run_evaluate(args)
+    if args.command == "rules":
+        return offline_commands.run_rules(args)
+    if args.command == "validate":
+        return _validate(args)
     return 2
 
 

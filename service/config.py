@@ -39,6 +39,15 @@ class Settings:
     log_level: str = "INFO"
     profiles_dir: str = str(REPO_ROOT / "fhir_profiles")
     rules_dir: str = str(REPO_ROOT / "rules")
+    console: str = "enabled"  # the web console at /console (docs/console.md); "disabled" with auth required
+    # CDS client authentication (docs/security.md): "required" = a Bearer JWT from a trusted issuer
+    auth: str = "disabled"
+    issuers_file: str = ""
+    jwt_algorithms: str = "ES384,RS384"
+    jwt_leeway_seconds: int = 60
+    jwt_max_lifetime_seconds: int = 3600
+    # hosts (host or host:port) whose fhirServer the service may call; empty = prefetch only
+    fhir_server_allowlist: str = ""
 
     def validate(self) -> Settings:
         db = urlparse(self.database_url)
@@ -61,7 +70,28 @@ class Settings:
             raise ConfigError(f"{PREFIX}THRESHOLDS_FILE: no such file {self.thresholds_file!r}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"{PREFIX}LOG_LEVEL: must be DEBUG, INFO, WARNING or ERROR")
+        if self.console not in {"enabled", "disabled"}:
+            raise ConfigError(f"{PREFIX}CONSOLE: must be enabled or disabled")
+        self._validate_security()
         return self
+
+    def _validate_security(self) -> None:
+        # lazy imports: these modules import ConfigError from here
+        from service.auth.issuers import load_issuers, parse_algorithms
+        from service.fhir.allowlist import FhirServerAllowlist
+
+        if self.auth not in {"required", "disabled"}:
+            raise ConfigError(f"{PREFIX}AUTH: must be required or disabled")
+        parse_algorithms(self.jwt_algorithms)
+        if not 0 <= self.jwt_leeway_seconds <= 300:
+            raise ConfigError(f"{PREFIX}JWT_LEEWAY_SECONDS: must be between 0 and 300")
+        if not 60 <= self.jwt_max_lifetime_seconds <= 86400:
+            raise ConfigError(f"{PREFIX}JWT_MAX_LIFETIME_SECONDS: must be between 60 and 86400")
+        if self.auth == "required" and not self.issuers_file:
+            raise ConfigError(f"{PREFIX}ISSUERS_FILE: required when {PREFIX}AUTH=required")
+        if self.issuers_file:
+            load_issuers(self.issuers_file, parse_algorithms(self.jwt_algorithms))
+        FhirServerAllowlist.parse(self.fhir_server_allowlist)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, event
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text, create_engine, event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
@@ -44,6 +44,16 @@ class IssuedCard(Base):
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=lambda: datetime.now(UTC))
 
 
+class UsedJti(Base):
+    """JWT ids already accepted (service.auth.replay): a replay is refused by every instance sharing the
+    database. Rows are kept until the token's expiry (plus leeway), then purged."""
+
+    __tablename__ = "used_jti"
+    iss: Mapped[str] = mapped_column(String(512), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(256), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)  # seconds since the epoch
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
@@ -63,5 +73,8 @@ def make_engine(url: str) -> Engine:
 
 
 def init_db(engine: Engine) -> sessionmaker:  # type: ignore[type-arg]
-    Base.metadata.create_all(engine)
+    # A database under migrations (alembic_version present: production, `spinecds migrate`) is never
+    # altered by the app; any other (development, tests) gets its tables from the models.
+    if not inspect(engine).has_table("alembic_version"):
+        Base.metadata.create_all(engine)
     return sessionmaker(engine, expire_on_commit=False)

@@ -26,21 +26,35 @@ ISSUE_CODES = {
 }
 
 
+MAX_ISSUES = 50  # issues listed in one OperationOutcome
+
+
 class ApiError(Exception):
     """Raised anywhere in a request to answer with an OperationOutcome."""
 
-    def __init__(self, status: int, message: str, *, issues: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        issues: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.issues = issues or []
+        self.headers = headers or {}
 
 
 def operation_outcome(status: int, message: str, details: list[str] | None = None) -> dict[str, Any]:
     severity = "error" if status < 500 else "fatal"
     code = ISSUE_CODES.get(status, "exception")
     issues = [{"severity": severity, "code": code, "diagnostics": message}]
-    issues += [{"severity": "error", "code": code, "diagnostics": d} for d in (details or [])]
+    details = details or []
+    if len(details) > MAX_ISSUES:  # a hostile array of a million bad items gets a bounded answer
+        details = details[:MAX_ISSUES] + [f"... and {len(details) - MAX_ISSUES} more problems"]
+    issues += [{"severity": "error", "code": code, "diagnostics": d} for d in details]
     return {"resourceType": "OperationOutcome", "issue": issues}
 
 
@@ -54,7 +68,9 @@ def error_response(status: int, message: str, details: list[str] | None = None) 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api(err: ApiError) -> Response:
-        return error_response(err.status, err.message, err.issues)
+        response = error_response(err.status, err.message, err.issues)
+        response.headers.update(err.headers)
+        return response
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException) -> Response:

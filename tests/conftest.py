@@ -42,6 +42,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "public_base_url": "https://cds.example.org",
             "fhir_connect_timeout": 1.0,
             "fhir_read_timeout": 2.0,
+            "fhir_server_allowlist": "127.0.0.1",  # the loopback FHIR server of the fallback tests
         },
         clock=lambda: CASE_NOW,
     )

@@ -12,14 +12,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.db import FeedbackItem, IssuedCard
 from service.errors import ApiError
+from service.ops import metrics
 from service.state import AppState
 
 from .definitions import SERVICES, ServiceDefinition
 from .prefetch import PrefetchUnavailable
-from .request import parse_hook_request
+from .request import parse_hook_request, parse_json_body
 
 log = logging.getLogger("spinecds.cds")
 bp = Blueprint("cds", __name__)
+FEEDBACK_RETRY_AFTER_S = 30  # seconds the EHR is asked to wait before resending feedback (503)
 
 
 def _state() -> AppState:
@@ -38,10 +40,22 @@ def _json_body() -> Any:
     mimetype = request.mimetype or ""
     if not (mimetype == "application/json" or mimetype.endswith("+json")):
         raise ApiError(415, "send the request as application/json")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "request body is not valid JSON")
-    return body
+    return parse_json_body(_body_bytes())
+
+
+def _body_bytes() -> bytes:
+    """The body, 413 above MAX_CONTENT_LENGTH also without Content-Length (chunked).
+
+    Werkzeug stops reading a length-less stream at the limit without an error, which would turn an
+    oversized chunked body into a truncated one (a misleading 400); one more byte tells them apart.
+    """
+    data = request.get_data(cache=True)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        raw = request.environ.get("wsgi.input")
+        if raw is not None and raw.read(1):
+            raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
+    return data
 
 
 @bp.get("/cds-services")
@@ -58,10 +72,13 @@ def call_service(service_id: str) -> Response:
     try:
         decision = state.pipeline.run(hook_request)
     except PrefetchUnavailable as exc:
+        metrics.observe_service_call(service.id, service.hook, "412")
         raise ApiError(
             412, "required FHIR data could not be obtained from prefetch or fhirServer", issues=exc.reasons
         ) from exc
     _record_cards(state, service, hook_request.hook_instance, decision.cards)
+    metrics.observe_service_call(service.id, service.hook, "ok", time.perf_counter() - started)
+    metrics.cards_issued(decision.cards)
     pool = decision.prefetch.pool
     log.info(
         "service=%s hook=%s cards=%d rules=%s skipped=%d fetched=%s ms=%.1f",
@@ -123,7 +140,10 @@ def feedback(service_id: str) -> Response:
                 )
     except SQLAlchemyError as exc:
         log.error("feedback not stored: database unavailable (%s)", type(exc).__name__)
-        raise ApiError(503, "feedback could not be stored now; retry later") from exc
+        raise ApiError(
+            503, "feedback could not be stored now; retry later", headers={"Retry-After": str(FEEDBACK_RETRY_AFTER_S)}
+        ) from exc
+    metrics.feedback_stored(service.id, (item["outcome"] for item in items))
     return jsonify({"stored": len(items)})
 
 
@@ -154,9 +174,35 @@ def _parse_feedback(body: Any) -> list[dict[str, Any]]:
             problems += _override_problems(where, reason)
         if not _rfc3339(item.get("outcomeTimestamp")):
             problems.append(f"{where}.outcomeTimestamp: required RFC 3339 instant")
+        problems += _stored_text_problems(where, item)
     if problems:
         raise ApiError(400, "invalid feedback", issues=problems)
     return list(body["feedback"])
+
+
+# what the feedback table can hold (db.FeedbackItem): longer or NUL-bearing text is the sender's error
+# (400), never a database error that would read as an outage (503) and be retried forever
+_STORED_TEXT = (("card", 100), ("outcomeTimestamp", 40))
+_STORED_REASON = (("code", 200), ("system", 300))
+
+
+def _stored_text_problems(where: str, item: dict[str, Any]) -> list[str]:
+    fields: list[tuple[str, Any, int | None]] = [(f"{where}.{k}", item.get(k), n) for k, n in _STORED_TEXT]
+    reason = item.get("overrideReason")
+    if isinstance(reason, dict):
+        fields.append((f"{where}.overrideReason.userComment", reason.get("userComment"), None))
+        coding = reason.get("reason")
+        if isinstance(coding, dict):
+            fields += [(f"{where}.overrideReason.reason.{k}", coding.get(k), n) for k, n in _STORED_REASON]
+    problems = []
+    for name, value, limit in fields:
+        if not isinstance(value, str):
+            continue
+        if limit is not None and len(value) > limit:
+            problems.append(f"{name}: longer than {limit} characters")
+        if "\x00" in value:
+            problems.append(f"{name}: must not contain NUL characters")
+    return problems
 
 
 def _override_problems(where: str, reason: Any) -> list[str]:

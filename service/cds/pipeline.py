@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +12,7 @@ from service.cards.drafts import DraftOrders
 from service.engine.ruleset import RuleBase
 from service.engine.runtime import Engine, Evaluation
 from service.facts.extract import ExtractionInput, extract_facts
-from service.facts.vocabulary import Vocabulary
+from service.facts.vocabulary import LOCAL_SYSTEM, Vocabulary
 from service.fhir.client import FetchLimits
 from service.fhir.pool import ResourcePool
 
@@ -36,13 +36,17 @@ class Pipeline:
     surgical_backup: str
     public_base_url: str
     clock: Callable[[], datetime]
+    relevant: Callable[[str, Mapping[str, Any]], bool] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.relevant = read_by_rules(self.vocab)
 
     @property
     def base(self) -> RuleBase:
         return self.engine.base
 
     def run(self, request: HookRequest) -> Decision:
-        prefetch = gather(request, self.limits)
+        prefetch = gather(request, self.limits, self.relevant)
         draft = _draft_orders(request)
         return self.decide(prefetch, draft, request.patient_id)
 
@@ -67,6 +71,45 @@ class Pipeline:
         )
         cards = build_cards(evaluation, self.base, CardContext(patient_id, self.public_base_url, drafts))
         return Decision(cards, evaluation, prefetch)
+
+
+CODED_TYPES = frozenset({"Observation", "DiagnosticReport", "ImagingStudy"})
+
+
+def read_by_rules(vocab: Vocabulary) -> Callable[[str, Mapping[str, Any]], bool]:
+    """Which prefetch resources the fact extractor can read.
+
+    Observations, DiagnosticReports and ImagingStudies are read only through their ``code`` /
+    ``procedureCode`` (a ValueSet member or a local code); every other type is kept as it is.
+    Skipping the rest saves their R4B validation: a chart's vital signs, lab panels and notes are
+    most of a large prefetch (see docs/performance.md).
+    """
+    sets = [vocab.valueset(vs_id) for vs_id in vocab.ids]
+    exact: set[tuple[str, str]] = set().union(*(vs.codes for vs in sets))
+    with_prefixes = {system: [vs for vs in sets if system in vs.prefixes] for vs in sets for system in vs.prefixes}
+
+    def known(concept: Any) -> bool:  # vocabulary.codings inlined: this runs for every Observation
+        coding = concept.get("coding") if isinstance(concept, Mapping) else None
+        for c in coding if isinstance(coding, list) else ():
+            if not isinstance(c, Mapping):
+                continue
+            system, code = c.get("system"), c.get("code")
+            if system == LOCAL_SYSTEM or (system, code) in exact:
+                return True
+            prefixed = with_prefixes.get(system) if isinstance(system, str) else None
+            if prefixed and any(vs.contains(system, code) for vs in prefixed):
+                return True
+        return False
+
+    def relevant(rtype: str, resource: Mapping[str, Any]) -> bool:
+        if rtype not in CODED_TYPES:
+            return True
+        procedures = resource.get("procedureCode")
+        return known(resource.get("code")) or (
+            isinstance(procedures, list) and any(known(concept) for concept in procedures)
+        )
+
+    return relevant
 
 
 def _draft_orders(request: HookRequest) -> list[dict[str, Any]]:

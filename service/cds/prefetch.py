@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from service.fhir.client import FetchError, FetchLimits, FhirClient, has_next
 from service.fhir.pool import ResourcePool
+from service.ops.metrics import timed_fetch
 
 from .definitions import PREFETCH, REQUIRED_KEYS
 from .request import HookRequest
@@ -80,10 +83,17 @@ def _is_outcome(value: Mapping[str, Any]) -> bool:
     )
 
 
-def gather(request: HookRequest, limits: FetchLimits) -> PrefetchResult:
-    pool = ResourcePool()
+def gather(
+    request: HookRequest, limits: FetchLimits, relevant: Callable[[str, Mapping[str, Any]], bool] | None = None
+) -> PrefetchResult:
+    pool = ResourcePool(relevant=relevant)
     result = PrefetchResult(pool)
-    client = FhirClient(request.fhir_server, request.access_token, limits) if request.fhir_server else None
+    refusal = limits.allowlist.refusal(request.fhir_server) if request.fhir_server else None
+    if refusal is not None:  # SPINECDS_FHIR_SERVER_ALLOWLIST: never called, the token goes nowhere
+        log.warning("fhirServer not called: %s", refusal)
+    client = (
+        FhirClient(request.fhir_server, request.access_token, limits) if request.fhir_server and not refusal else None
+    )
     to_fetch: dict[str, str] = {}
     for key, value in request.prefetch.items():
         if key not in PREFETCH:
@@ -99,7 +109,11 @@ def gather(request: HookRequest, limits: FetchLimits) -> PrefetchResult:
         elif has_next(value):
             if client is None:
                 pool.add_payload(value, f"prefetch.{key}")
-                result.failed[key] = "paginated prefetch without fhirServer to follow next"
+                result.failed[key] = (
+                    f"paginated prefetch; fhirServer not called ({refusal})"
+                    if refusal
+                    else "paginated prefetch without fhirServer to follow next"
+                )
                 continue
             try:
                 pool.add_payload(client.complete_bundle(dict(value)), f"prefetch.{key}")
@@ -117,12 +131,20 @@ def gather(request: HookRequest, limits: FetchLimits) -> PrefetchResult:
             continue
         query = resolve_template(template, request)
         if client is None or query is None:
-            result.failed.setdefault(key, "not in prefetch and no fhirServer/context to fetch it")
+            result.failed.setdefault(
+                key,
+                f"not in prefetch; fhirServer not called ({refusal})"
+                if refusal
+                else "not in prefetch and no fhirServer/context to fetch it",
+            )
             continue
         to_fetch[key] = query
     if client is not None and to_fetch:
         with ThreadPoolExecutor(max_workers=min(4, len(to_fetch))) as executor:
-            futures = {key: executor.submit(client.read, query) for key, query in to_fetch.items()}
+            futures = {
+                key: executor.submit(copy_context().run, timed_fetch, key, partial(client.read, query))
+                for key, query in to_fetch.items()
+            }
             for key, future in futures.items():
                 try:
                     data = future.result()

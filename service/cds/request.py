@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,10 @@ from urllib.parse import urlparse
 from service.errors import ApiError
 
 from .definitions import REQUIRED_CONTEXT, ServiceDefinition
+
+# Deeper JSON than this is refused (400): no FHIR data we read comes close, and deep trees cost
+# recursion in every later consumer (validation, serialisation).
+MAX_JSON_DEPTH = 100
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ def parse_hook_request(body: Any, service: ServiceDefinition) -> HookRequest:
     elif hook != service.hook:
         problems.append(f"hook: service {service.id} answers {service.hook!r}, not {hook!r}")
     instance = body.get("hookInstance")
-    if not isinstance(instance, str) or not instance.strip() or len(instance) > 256:
+    if not isinstance(instance, str) or not instance.strip() or len(instance) > 256 or not instance.isprintable():
         problems.append("hookInstance: required non-empty string (a UUID)")
     context = body.get("context")
     if not isinstance(context, Mapping):
@@ -118,3 +123,57 @@ def _absolute_url(value: Any) -> bool:
         return False
     parsed = urlparse(value)
     return parsed.scheme in {"http", "https"} and bool(parsed.netloc)
+
+
+class _Rejected(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Rejected(f"{name} is not a JSON number (RFC 8259)")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):  # the rare case: find the key to name it
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Rejected(f"duplicate object key {key[:40]!r}")
+            seen.add(key)
+    return out
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Breadth-first over containers only, one level at a time (no recursion, ~half a parse's cost)."""
+    level: list[Any] = [value] if type(value) in (dict, list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below: list[Any] = []
+        for node in level:
+            children = node.values() if type(node) is dict else node
+            below += [c for c in children if type(c) is dict or type(c) is list]
+        level = below
+    return False
+
+
+def parse_json_body(data: bytes) -> Any:
+    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, at most MAX_JSON_DEPTH levels; else 400."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"request body is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        body = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except _Rejected as exc:
+        raise ApiError(400, f"request body is not acceptable JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {str(exc)[:120]}") from None
+    if _too_deep(body, MAX_JSON_DEPTH):
+        raise ApiError(400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return body

@@ -1,19 +1,27 @@
 """Fetching what the prefetch did not carry from the EHR's FHIR server.
 
-Bounded in every direction: connect/read timeouts, a byte limit per response, a page limit,
-``next`` links only to the same origin as ``fhirServer``, no redirects followed. The access token
-is sent only to ``fhirServer`` and never logged.
+Bounded in every direction: connect/read timeouts, a deadline for the whole call, a byte limit per
+response, a page limit, ``next`` links only to the same origin as ``fhirServer``, redirects followed
+only within that origin (at most ``MAX_REDIRECTS``), and every URL checked against the allowlist
+(``service.fhir.allowlist``). The access token is sent only to ``fhirServer``'s origin and never
+logged; proxies and ``.netrc`` of the environment are not used (``trust_env`` off; a CA bundle
+may be named with ``REQUESTS_CA_BUNDLE``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
 import requests
+
+from service.fhir.allowlist import FhirServerAllowlist
 
 log = logging.getLogger("spinecds.fhir")
 
@@ -28,6 +36,11 @@ class FetchLimits:
     read_timeout: float
     max_pages: int
     max_bytes: int
+    total_timeout: float = 30.0  # seconds for everything one hook call fetches
+    allowlist: FhirServerAllowlist = field(default_factory=FhirServerAllowlist)  # empty: nothing is fetched
+
+
+MAX_REDIRECTS = 3
 
 
 class FhirClient:
@@ -38,25 +51,50 @@ class FhirClient:
         self._origin = _origin(self.base_url)
         self._token = token
         self._limits = limits
-        self._session = session or requests.Session()
+        self._deadline = time.monotonic() + limits.total_timeout
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False  # no proxy or .netrc from the environment sees the token
+            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or True  # a hospital's own CA bundle
+        self._session = session
 
-    def get_json(self, url: str) -> dict[str, Any]:
+    def _check(self, url: str) -> None:
         if _origin(url) != self._origin:
             raise FetchError("refused a URL outside fhirServer")
+        refusal = self._limits.allowlist.refusal(url)
+        if refusal is not None:
+            raise FetchError(f"refused: {refusal}")
+
+    def _remaining(self) -> float:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise FetchError("FHIR fetches took longer than the configured total time")
+        return remaining
+
+    def get_json(self, url: str) -> dict[str, Any]:
         headers = {"Accept": "application/fhir+json, application/json"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
-            with self._session.get(
-                url,
-                headers=headers,
-                stream=True,
-                allow_redirects=False,
-                timeout=(self._limits.connect_timeout, self._limits.read_timeout),
-            ) as resp:
-                if resp.status_code != 200:
-                    raise FetchError(f"FHIR server answered HTTP {resp.status_code}")
-                body = self._read_limited(resp)
+            for _ in range(MAX_REDIRECTS + 1):
+                self._check(url)  # before the token goes anywhere
+                remaining = self._remaining()
+                with self._session.get(
+                    url,
+                    headers=headers,
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=(min(self._limits.connect_timeout, remaining), min(self._limits.read_timeout, remaining)),
+                ) as resp:
+                    if resp.is_redirect:
+                        url = urljoin(url, resp.headers.get("Location", ""))
+                        continue
+                    if resp.status_code != 200:
+                        raise FetchError(f"FHIR server answered HTTP {resp.status_code}")
+                    body = self._read_limited(resp)
+                    break
+            else:
+                raise FetchError(f"more than {MAX_REDIRECTS} redirects")
         except requests.RequestException as exc:
             raise FetchError(f"FHIR server unreachable or too slow ({type(exc).__name__})") from exc
         try:
@@ -73,7 +111,8 @@ class FhirClient:
             raise FetchError("FHIR response larger than the configured limit")
         chunks: list[bytes] = []
         size = 0
-        for chunk in resp.iter_content(chunk_size=65536):
+        for chunk in _chunks(resp):
+            self._remaining()  # a server trickling bytes is cut off at the deadline
             size += len(chunk)
             if size > self._limits.max_bytes:
                 raise FetchError("FHIR response larger than the configured limit")
@@ -106,6 +145,17 @@ class FhirClient:
         merged = {k: v for k, v in bundle.items() if k not in {"entry", "link"}}
         merged["entry"] = entries
         return merged
+
+
+def _chunks(resp: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives: one socket read per chunk (``read1``), so a deadline between chunks holds
+    even against a server that trickles a byte at a time."""
+    read1 = getattr(resp.raw, "read1", None)
+    if read1 is None:  # urllib3 < 2.3
+        yield from resp.iter_content(chunk_size=65536)
+        return
+    while chunk := read1(65536, decode_content=True):
+        yield chunk
 
 
 def _next_link(bundle: dict[str, Any]) -> str | None:

@@ -3,16 +3,19 @@
 EHRs send FHIR 4.0.1. fhir.resources 8.x parses R5 by default and has no R4 package; its R4B
 (4.3.0) models accept R4 JSON for every resource type we read (R5 rejects legal R4 such as a
 Condition without clinicalStatus or MedicationRequest.medicationCodeableConcept). So we validate
-with ``fhir.resources.R4B``. Validation costs ~130 µs per resource, so only resources whose type
-the rules read are validated; the rest are counted and skipped. What was skipped, and why, is
-recorded (without patient data) and reported in the response trace.
+with ``fhir.resources.R4B``. Validation costs 130-600 µs per resource, so only resources whose
+type the rules read are validated; the rest are counted and skipped. A pool may also be given a
+``relevant`` test (the pipeline passes one that keeps only Observations, DiagnosticReports and
+ImagingStudies whose code some ValueSet or the local CodeSystem holds, the only ones the fact
+extractor reads): a chart's thousands of other Observations are then counted, not validated.
+What was skipped, and why, is recorded (without patient data) and reported in the response trace.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +67,8 @@ class ResourcePool:
     skipped: list[Skipped] = field(default_factory=list)
     ignored_types: Counter[str] = field(default_factory=Counter)
     outcomes: list[str] = field(default_factory=list)
+    relevant: Callable[[str, Mapping[str, Any]], bool] | None = None
+    irrelevant: Counter[str] = field(default_factory=Counter)
     _seen: set[tuple[str, str]] = field(default_factory=set)
 
     def of(self, resource_type: str) -> list[dict[str, Any]]:
@@ -89,6 +94,9 @@ class ResourcePool:
         key = (rtype, str(rid))
         if rid is not None and key in self._seen:
             return  # the same resource from two prefetch keys or pages
+        if self.relevant is not None and not self.relevant(rtype, resource):
+            self.irrelevant[rtype] += 1  # no rule reads it: not worth its validation
+            return
         try:
             model_for(rtype).model_validate(resource)
         except (ValidationError, ValueError, TypeError) as exc:

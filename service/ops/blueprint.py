@@ -10,6 +10,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.engine.ruleset import Rule
 from service.errors import ApiError
+from service.migrations import schema_problem
+from service.ops.metrics import exposition
 from service.state import AppState
 
 bp = Blueprint("ops", __name__)
@@ -25,14 +27,23 @@ def live() -> Response:
     return jsonify({"status": "ok"})
 
 
+@bp.get("/metrics")
+def metrics() -> Response:
+    body, content_type = exposition()
+    return Response(body, content_type=content_type)
+
+
 @bp.get("/health/ready")
 def ready() -> Response:
     state = _state()
     try:
         with state.db.connect() as conn:
             conn.execute(text("SELECT 1"))
+            schema = schema_problem(conn)
     except SQLAlchemyError as exc:
         raise ApiError(503, "database not reachable") from exc
+    if schema:
+        raise ApiError(503, schema)
     return jsonify(
         {"status": "ready", "rules": len(state.pipeline.base.rule_ids), "ruleBase": state.pipeline.base.digest}
     )
