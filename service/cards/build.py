@@ -42,6 +42,9 @@ def build_cards(evaluation: Evaluation, base: RuleBase, ctx: CardContext) -> lis
         for target in base.cards[name].get("suppresses", []):
             if target in groups and target != name:
                 suppressed[target] = groups.pop(target)
+    kinds = ctx.drafts.kinds() if ctx.drafts is not None else None
+    if kinds is not None:  # an order hook: only the groups that speak to the drafts under review
+        groups = {name: fs for name, fs in groups.items() if kinds & set(base.cards[name].get("orders", []))}
     cards = [
         _card(name, firings, base, ctx, suppressed if base.cards[name].get("suppresses") else {})
         for name, firings in groups.items()

@@ -13,6 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+ORDER_HOOKS = frozenset({"order-select", "order-sign"})
+ORDER_KINDS = {"va": "vertebral-augmentation-procedure", "rt": "radiotherapy-course"}
+
 
 @dataclass(frozen=True)
 class DraftOrders:
@@ -22,6 +25,18 @@ class DraftOrders:
     concept_in: Callable[[str, Any], bool]
     level_of: Callable[[Any], str | None]
     fractured_levels: frozenset[str]  # levels with F-VCF true
+    hook: str = "patient-view"
+
+    def kinds(self) -> frozenset[str] | None:
+        """The kinds of draft under review (va, rt); None at patient-view, where every card shows."""
+        if self.hook not in ORDER_HOOKS:
+            return None
+        found = set()
+        for order in self.orders:
+            for kind, vs_id in ORDER_KINDS.items():
+                if self.concept_in(vs_id, order.get("code")):
+                    found.add(kind)
+        return frozenset(found)
 
 
 def draft_suggestions(spec: dict[str, Any], drafts: DraftOrders) -> list[dict[str, Any]]:

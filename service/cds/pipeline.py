@@ -48,9 +48,15 @@ class Pipeline:
     def run(self, request: HookRequest) -> Decision:
         prefetch = gather(request, self.limits, self.relevant)
         draft = _draft_orders(request)
-        return self.decide(prefetch, draft, request.patient_id)
+        return self.decide(prefetch, draft, request.patient_id, request.hook)
 
-    def decide(self, prefetch: PrefetchResult, draft_orders: list[dict[str, Any]], patient_id: str | None) -> Decision:
+    def decide(
+        self,
+        prefetch: PrefetchResult,
+        draft_orders: list[dict[str, Any]],
+        patient_id: str | None,
+        hook: str = "patient-view",
+    ) -> Decision:
         available = frozenset(cat for cat, keys in CATEGORIES.items() if all(k in prefetch.complete for k in keys))
         inp = ExtractionInput(
             vocab=self.vocab,
@@ -68,6 +74,7 @@ class Pipeline:
             self.vocab.concept_in,
             self.vocab.level_of,
             frozenset(f.level for f in facts if f.fid == "F-VCF" and f.known and f.value is True),
+            hook,
         )
         cards = build_cards(evaluation, self.base, CardContext(patient_id, self.public_base_url, drafts))
         return Decision(cards, evaluation, prefetch)

@@ -232,6 +232,9 @@ def _check(base: RuleBase) -> None:
     from service.facts.extract import catalogue_fact_ids  # the extractor defines the fact layer
 
     facts = set(catalogue_fact_ids())
+    for name, group in base.cards.items():
+        if not set(group.get("orders", [])) <= {"va", "rt"}:
+            raise RuleError(f"card group {name}: orders must list va and/or rt")
     for rule in base.rules:
         for fid in rule.reads_facts - facts:
             raise RuleError(f"{rule.id}: unknown fact {fid}")

@@ -10,9 +10,8 @@ one applicability condition each). Which rules belong to which service is derive
   without one;
 * patient-view (no draft orders) gets every rule that is not order-dependent (routine and emergency);
 * order-select / order-sign get every rule that reads an order fact (MD-09 reads one in both
-  directions, so it is in all three) plus what they share with them: the rules of the card groups
-  the order-dependent rules conclude into, the rules those read through derived facts, and the
-  rules of every card group that suppresses such a group (the emergency card).
+  directions, so it is in all three) and every rule concluding into a card group shown at order
+  hooks (``orders`` in rules/cards.yaml), with the rules those read through derived facts.
 """
 
 from __future__ import annotations
@@ -21,13 +20,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from service.cds.definitions import SERVICES, ServiceDefinition
+from service.engine.reference import describe_condition
 from service.engine.ruleset import Atom, Rule, RuleBase
 from service.facts.extract import EXTRACTORS
 
 CANONICAL = "https://fhir.spinecds.org/PlanDefinition"
 PLAN_TYPE = "http://terminology.hl7.org/CodeSystem/plan-definition-type"
 EXPRESSION_LANGUAGE = "text/x-spinecds-match"
-OPS = {"is": "=", "in": "in", "not": "≠", "gte": "≥", "gt": ">", "lte": "≤", "lt": "<"}
 PRIORITY = {"critical": "stat", "warning": "urgent", "info": "routine"}
 
 
@@ -94,44 +93,12 @@ def rules_for_hook(base: RuleBase, hook: str) -> list[str]:
     if hook == "patient-view":
         chosen = {r.id for r in base.rules} - needs
     else:
-        dependent = reads
-        groups = {r.conclude["card"] for r in base.rules if r.id in needs and r.conclude}
-        groups |= {g for g, spec in base.cards.items() if set(spec.get("suppresses", [])) & groups}
+        # the card groups shown at order hooks (cards.yaml `orders`), the rules reading order facts,
+        # and every rule those derive from
+        groups = {g for g, spec in base.cards.items() if spec.get("orders")}
         in_groups = {r.id for r in base.rules if r.conclude and r.conclude["card"] in groups}
-        chosen = _prerequisites(base, dependent | in_groups)
+        chosen = _prerequisites(base, reads | in_groups)
     return [rid for rid in base.rule_ids if rid in chosen]
-
-
-def _operand(atom: Atom, base: RuleBase) -> str:
-    value = atom.operand
-    if isinstance(value, str) and value in base.thresholds:
-        return f"{value} (= {base.thresholds[value]['value']})"
-    if isinstance(value, list):
-        return "[" + ", ".join(str(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def describe_atom(atom: Atom, base: RuleBase) -> str:
-    if atom.op == "unknown":
-        text = f"{atom.target} is unknown" if atom.operand else f"{atom.target} is known"
-    elif atom.op == "known":
-        text = f"{atom.target} is known" if atom.operand else f"{atom.target} is unknown"
-    else:
-        text = f"{atom.target} {OPS[atom.op]} {_operand(atom, base)}"
-    if atom.same_level:
-        text += f" (same level as {atom.same_level})"
-    if atom.src:
-        text += f" (source {atom.src})"
-    if atom.src_not:
-        text += f" (source not {atom.src_not})"
-    return text
-
-
-def describe_rule(rule: Rule, base: RuleBase) -> str:
-    branches = [" AND ".join(describe_atom(a, base) for a in branch) for branch in rule.branches]
-    return " OR ".join(f"({b})" if len(branches) > 1 else b for b in branches)
 
 
 def _related(rules: Iterable[Rule], base: RuleBase) -> list[dict[str, Any]]:
@@ -177,14 +144,14 @@ def rule_action(rules: list[Rule], base: RuleBase) -> dict[str, Any]:
     action: dict[str, Any] = {
         "id": lead.id,
         "title": lead.title,
-        "description": "; ".join(dict.fromkeys(r.catalogue or describe_rule(r, base) for r in rules)),
+        "description": "; ".join(dict.fromkeys(r.catalogue or describe_condition(r, base) for r in rules)),
         "condition": [
             {
                 "kind": "applicability",
                 "expression": {
                     "description": r.title,
                     "language": EXPRESSION_LANGUAGE,
-                    "expression": describe_rule(r, base),
+                    "expression": describe_condition(r, base),
                 },
             }
             for r in rules

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.engine.reference import describe_condition
 from service.engine.ruleset import RuleBase
 from service.ops.blueprint import rule_reference
 
@@ -20,6 +21,7 @@ def rule_catalogue(base: RuleBase) -> dict[str, Any]:
             {
                 "title": r.title,
                 "catalogue": r.catalogue,
+                "condition": describe_condition(r, base),
                 "needsFacts": sorted(r.reads_facts),
                 "needsDerived": sorted(r.reads_derived),
                 "derives": f"{r.derive[0]} = {r.derive[1]}" if r.derive else None,
