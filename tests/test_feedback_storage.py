@@ -106,3 +106,26 @@ def test_feedback_while_database_down_is_503(tmp_path: Any) -> None:
     response = app.test_client().post(f"/cds-services/{SERVICE}/feedback", json=body)
     assert response.status_code == 503
     assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_resent_item_is_stored_once(storage_app: Any) -> None:
+    """An EHR that got a 503 after the commit landed resends: the item is not counted twice."""
+    card = str(uuid.uuid4())
+    item = {
+        "card": card,
+        "outcome": "accepted",
+        "acceptedSuggestions": [{"id": "s1"}],
+        "outcomeTimestamp": "2026-06-01T12:00:00Z",
+    }
+    client = storage_app.test_client()
+    for _ in range(2):
+        assert client.post(f"/cds-services/{SERVICE}/feedback", json={"feedback": [item]}).status_code == 200
+    later = {**item, "outcomeTimestamp": "2026-06-01T12:05:00Z"}
+    overridden = {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-06-01T12:06:00Z"}
+    assert client.post(f"/cds-services/{SERVICE}/feedback", json={"feedback": [later, overridden]}).status_code == 200
+    stored = [(f.card_uuid, f.outcome, f.outcome_timestamp) for f in _stored(storage_app)]
+    assert stored == [
+        (card, "accepted", "2026-06-01T12:00:00Z"),
+        (card, "accepted", "2026-06-01T12:05:00Z"),
+        (card, "overridden", "2026-06-01T12:06:00Z"),
+    ]

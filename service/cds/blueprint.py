@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from service.db import FeedbackItem, IssuedCard
 from service.errors import ApiError
@@ -121,23 +123,12 @@ def feedback(service_id: str) -> Response:
     service = _service(service_id)
     items = _parse_feedback(_json_body())
     state = _state()
+    rows = [_feedback_row(service.id, item) for item in items]
     try:
         with state.sessions.begin() as session:
-            for item in items:
-                reason = item.get("overrideReason") or {}
-                coding = reason.get("reason") or {}
-                session.add(
-                    FeedbackItem(
-                        service_id=service.id,
-                        card_uuid=item["card"],
-                        outcome=item["outcome"],
-                        outcome_timestamp=item["outcomeTimestamp"],
-                        accepted_suggestions=[s["id"] for s in item.get("acceptedSuggestions", [])],
-                        override_code=coding.get("code"),
-                        override_system=coding.get("system"),
-                        override_comment=reason.get("userComment"),
-                    )
-                )
+            for row in rows:
+                if not _already_stored(session, row):
+                    session.add(FeedbackItem(**row))
     except SQLAlchemyError as exc:
         log.error("feedback not stored: database unavailable (%s)", type(exc).__name__)
         raise ApiError(
@@ -145,6 +136,41 @@ def feedback(service_id: str) -> Response:
         ) from exc
     metrics.feedback_stored(service.id, (item["outcome"] for item in items))
     return jsonify({"stored": len(items)})
+
+
+def _feedback_row(service_id: str, item: dict[str, Any]) -> dict[str, Any]:
+    reason = item.get("overrideReason") or {}
+    coding = reason.get("reason") or {}
+    row: dict[str, Any] = {
+        "service_id": service_id,
+        "card_uuid": item["card"],
+        "outcome": item["outcome"],
+        "outcome_timestamp": item["outcomeTimestamp"],
+        "accepted_suggestions": [s["id"] for s in item.get("acceptedSuggestions", [])],
+        "override_code": coding.get("code"),
+        "override_system": coding.get("system"),
+        "override_comment": reason.get("userComment"),
+        "received_at": datetime.now(UTC),
+    }
+    return row
+
+
+def _already_stored(session: Session, row: dict[str, Any]) -> bool:
+    """The same item is stored already: the EHR resent it after a 503 whose commit did land.
+
+    Resends come one after another (after Retry-After), so a read in the same transaction suffices.
+    """
+    same = select(FeedbackItem).where(
+        FeedbackItem.card_uuid == row["card_uuid"],
+        FeedbackItem.service_id == row["service_id"],
+        FeedbackItem.outcome == row["outcome"],
+        FeedbackItem.outcome_timestamp == row["outcome_timestamp"],
+    )
+    return any(
+        (f.accepted_suggestions, f.override_code, f.override_system, f.override_comment)
+        == (row["accepted_suggestions"], row["override_code"], row["override_system"], row["override_comment"])
+        for f in session.scalars(same)
+    )
 
 
 def _parse_feedback(body: Any) -> list[dict[str, Any]]:
