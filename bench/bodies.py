@@ -25,6 +25,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from service.cds.definitions import PREFETCH
+from service.offline.inputs import KEY_FOR_TYPE
+
 ROOT = Path(__file__).resolve().parent.parent
 CASES_DIR = ROOT / "tests" / "cases"
 SYNTHEA_DIR = ROOT.parent / "shared" / "fixtures" / "fhir_data_pipes_synthea_large"
@@ -33,26 +36,9 @@ CASE_NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 LOCAL = "https://fhir.spinecds.org/CodeSystem/spinecds-local"
 LOINC = "http://loinc.org"
 PS_PAIN = {"89247-1", "89243-0", "72514-3"}
-KEY_BY_TYPE = {
-    "Patient": "patient",
-    "Condition": "conditions",
-    "MedicationRequest": "meds",
-    "MedicationStatement": "medstatements",
-    "AllergyIntolerance": "allergies",
-    "Procedure": "procedures",
-    "DiagnosticReport": "imaging",
-}
-BUNDLE_KEYS = [
-    "conditions",
-    "labs",
-    "ps_pain",
-    "findings",
-    "meds",
-    "medstatements",
-    "allergies",
-    "procedures",
-    "imaging",
-]
+# one source of truth: the service's prefetch templates (service/cds/definitions.py)
+KEY_BY_TYPE = KEY_FOR_TYPE
+BUNDLE_KEYS = [k for k in PREFETCH if k != "patient"]
 SERVICE_FOR_HOOK = {
     "patient-view": "spine-metastasis-review",
     "order-select": "spine-procedure-order-select",

@@ -8,32 +8,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from service.cds.definitions import PREFETCH
+from service.offline.inputs import KEY_FOR_TYPE
+
 CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
 LOCAL = "https://fhir.spinecds.org/CodeSystem/spinecds-local"
 PS_PAIN = {"89247-1", "89243-0", "72514-3"}
-KEY_BY_TYPE = {
-    "Patient": "patient",
-    "Condition": "conditions",
-    "MedicationRequest": "meds",
-    "MedicationStatement": "medstatements",
-    "AllergyIntolerance": "allergies",
-    "Procedure": "procedures",
-    "DiagnosticReport": "imaging",
-    "RiskAssessment": "prognosis",
-}
-ALL_KEYS = [
-    "patient",
-    "conditions",
-    "labs",
-    "ps_pain",
-    "findings",
-    "meds",
-    "medstatements",
-    "allergies",
-    "procedures",
-    "imaging",
-    "prognosis",
-]
+# one source of truth: the service's prefetch templates (service/cds/definitions.py)
+KEY_BY_TYPE = KEY_FOR_TYPE
+ALL_KEYS = list(PREFETCH)
 
 
 def load_cases() -> list[tuple[str, dict[str, Any]]]:
