@@ -26,11 +26,13 @@ NOT_FHIR_DIRS = {"service_definitions", "code_lists", "mcode_ig_fsh", "sandbox_c
 MCODE = FIXTURES / "mcode_trial_matching_app"
 
 # mCODE bone-metastasis patients: card group -> rule IDs (why: docs/conformance.md "mCODE patients").
-# Both: secondary malignant neoplasm of bone (SNOMED 94222008) without bodySite -> F-MET true; primary
-# 408643008 is not in our primary-cancer ValueSet (no SNOMED is-a) -> F-PRIM unknown; ECOG from 2019 is
-# stale; no fracture, pain, exam, SINS or imaging; a medication list without a bone-modifying agent.
+# Both: secondary malignant neoplasm of bone (SNOMED 94222008) without bodySite -> F-MET true; the breast
+# primary (SNOMED 408643008, listed in primary-cancer and primary-hormone-sensitive) -> F-PRIM known and
+# hormone-sensitive (SUP-10); ECOG from 2019 is stale; no fracture, pain, exam, SINS or imaging; a
+# medication list without a bone-modifying agent.
 MCODE_GROUPS = {
-    "data-gaps": {"MD-05", "MD-08", "MD-09", "MD-10", "MD-11"},
+    "data-gaps": {"MD-05", "MD-08", "MD-09", "MD-10"},
+    "supportive-care": {"SUP-10"},
     "bone-health": {"SUP-07"},
     "prognosis": {"MD-13", "PRG-01", "PRG-03"},
 }
@@ -177,5 +179,5 @@ def test_mcode_bone_metastasis_patients_get_the_cards_their_data_supports(client
     cards = client.post(f"/cds-services/{service}", json=body).get_json()
     assert _card_groups(cards) == MCODE_EXPECTED[name]
     facts = {f["id"]: f["value"] for c in cards["cards"] for f in c["extension"]["org.spinecds.trace"]["facts"]}
-    assert facts["F-MET"] is True and facts["F-PRIM"] == "unknown" and facts["F-ECOG"] == "unknown"
+    assert facts["F-MET"] is True and facts["F-PRIM-HORMONE"] is True and facts["F-ECOG"] == "unknown"
     assert facts["F-BMA"] is False
