@@ -33,9 +33,8 @@ class DraftOrders:
             return None
         found = set()
         for order in self.orders:
-            for kind, vs_id in ORDER_KINDS.items():
-                if self.concept_in(vs_id, order.get("code")):
-                    found.add(kind)
+            kinds = {kind for kind, vs_id in ORDER_KINDS.items() if self.concept_in(vs_id, order.get("code"))}
+            found |= kinds or {"other"}  # any other order: only what outranks everything (the emergency)
         return frozenset(found)
 
 

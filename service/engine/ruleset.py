@@ -233,8 +233,8 @@ def _check(base: RuleBase) -> None:
 
     facts = set(catalogue_fact_ids())
     for name, group in base.cards.items():
-        if not set(group.get("orders", [])) <= {"va", "rt"}:
-            raise RuleError(f"card group {name}: orders must list va and/or rt")
+        if not set(group.get("orders", [])) <= {"va", "rt", "other"}:
+            raise RuleError(f"card group {name}: orders must list va, rt and/or other")
     for rule in base.rules:
         for fid in rule.reads_facts - facts:
             raise RuleError(f"{rule.id}: unknown fact {fid}")
