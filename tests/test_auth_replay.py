@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 from flask import Flask
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import sessionmaker
 from support.jwt_tools import Client
-from support.postgres import postgres_url
+from support.scratch_db import scratch_postgres
 
 from service.app import create_app
 from service.auth.replay import ReplayStore, ReplayStoreUnavailable
@@ -33,17 +32,8 @@ ISS = "https://ehr.example.org"
 @pytest.fixture(scope="module")
 def own_database() -> Iterator[str]:
     """A database of this module's own on the real PostgreSQL, dropped afterwards."""
-    url = make_url(postgres_url())
-    name = f"spinecds_auth_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres("spinecds_auth") as url:
+        yield url
 
 
 def _app(tmp_path: Path, database_url: str, client: Client, name: str) -> Flask:
