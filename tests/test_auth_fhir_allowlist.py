@@ -15,7 +15,7 @@ import pytest
 from conftest import CASE_NOW, load_json
 from flask import Flask
 from support.cases import CASES_DIR
-from support.fhir_server import FhirTestServer
+from support.fhir_server import FhirTestServer, fhir_server_request
 
 from service.app import create_app
 from service.fhir.allowlist import FhirServerAllowlist
@@ -88,28 +88,12 @@ def test_empty_allowlist_refuses_everything() -> None:
 
 @pytest.fixture()
 def ehr() -> Iterator[FhirTestServer]:
-    with FhirTestServer(page_size=2, require_token=TOKEN) as server:
-        server.add_many(CASE["resources"])
+    with FhirTestServer(resources=CASE["resources"], page_size=2, require_token=TOKEN) as server:
         yield server
 
 
 def _request(fhir_server: str, prefetch: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "hook": "patient-view",
-        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-        "fhirServer": fhir_server,
-        "fhirAuthorization": {
-            "access_token": TOKEN,
-            "token_type": "Bearer",
-            "expires_in": 300,
-            "scope": "patient/*.read",
-            "subject": "spinecds",
-        },
-        "context": {"userId": "Practitioner/x", "patientId": "worked"},
-    }
-    if prefetch is not None:
-        body["prefetch"] = prefetch
-    return body
+    return fhir_server_request(fhir_server, TOKEN, patient_id="worked", prefetch=prefetch)
 
 
 def _app(tmp_path: Path, allowlist: str) -> Flask:

@@ -19,6 +19,7 @@ import yaml
 from conftest import ROOT
 from fhir.resources.R4B import get_fhir_model_class
 from support.cases import build_request, load_cases
+from support.tls import self_signed_certificate
 
 TSV = ROOT.parent / "shared" / "cds-hooks" / "service-requirements.tsv"
 MAP = ROOT / "tests" / "conformance" / "requirements-map.yaml"
@@ -374,38 +375,6 @@ def test_requirements_map_covers_every_row() -> None:
 # ----------------------------------------------------------------------------- HTTPS
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
 def test_service_answers_over_https_under_gunicorn(tmp_path: Path) -> None:
     """Req 2, 168: the service runs under real gunicorn with TLS; HTTPS works and plain HTTP is refused."""
     import os
@@ -415,7 +384,7 @@ def test_service_answers_over_https_under_gunicorn(tmp_path: Path) -> None:
     import requests
     from support.gunicorn import free_port
 
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path, "127.0.0.1")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPINECDS_")}
     env["SPINECDS_DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite'}"

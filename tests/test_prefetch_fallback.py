@@ -9,7 +9,7 @@ import pytest
 from conftest import load_json
 from support.cases import CASES_DIR
 from support.cds_checker import check_cards_response, check_operation_outcome, errors_only
-from support.fhir_server import FhirTestServer
+from support.fhir_server import FhirTestServer, fhir_server_request
 
 CASE = load_json(CASES_DIR / "va-22-worked-example-eligible.json")
 TOKEN = "opaque-test-token"
@@ -17,28 +17,12 @@ TOKEN = "opaque-test-token"
 
 @pytest.fixture()
 def ehr() -> Iterator[FhirTestServer]:
-    with FhirTestServer(page_size=2, require_token=TOKEN, slow_seconds=4) as server:
-        server.add_many(CASE["resources"])
+    with FhirTestServer(resources=CASE["resources"], page_size=2, require_token=TOKEN, slow_seconds=4) as server:
         yield server
 
 
 def _request(server: FhirTestServer, prefetch: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "hook": "patient-view",
-        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-        "fhirServer": server.base_url,
-        "fhirAuthorization": {
-            "access_token": TOKEN,
-            "token_type": "Bearer",
-            "expires_in": 300,
-            "scope": "patient/*.read",
-            "subject": "spinecds",
-        },
-        "context": {"userId": "Practitioner/x", "patientId": "worked"},
-    }
-    if prefetch is not None:
-        body["prefetch"] = prefetch
-    return body
+    return fhir_server_request(server.base_url, TOKEN, patient_id="worked", prefetch=prefetch)
 
 
 def _rules(response: Any) -> set[str]:

@@ -30,6 +30,7 @@ from support.gunicorn import SpinecdsServer, free_port, spinecds_command
 from support.jwt_tools import Client
 from support.nginx import NginxProxy, nginx_binary
 from support.scratch_db import scratch_postgres
+from support.tls import self_signed_certificate
 
 from service.db import FeedbackItem, IssuedCard, UsedJti
 
@@ -160,40 +161,10 @@ def test_each_instance_is_ready_on_the_migrated_database(cluster: Cluster) -> No
     assert Path(cluster.proxy.config).exists()
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    crt, pem = directory / "tls.crt", directory / "tls.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return crt, pem
-
-
 def test_shipped_tls_front_config_terminates_tls(cluster: Cluster, tmp_path: Path) -> None:
     """docker/nginx/spinecds.conf as shipped (only upstream, port, certificate and log paths replaced)."""
     binary = nginx_binary()
-    crt, pem = _self_signed(tmp_path)
+    crt, pem = self_signed_certificate(tmp_path, "localhost")
     port = free_port()
     site = (ROOT / "docker" / "nginx" / "spinecds.conf").read_text(encoding="utf-8")
     site = (

@@ -28,6 +28,8 @@ import jwt
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from service.http_limits import ResponseTooLarge, read_limited
+
 log = logging.getLogger("spinecds.auth")
 
 DEFAULT_TTL_SECONDS = 3600.0
@@ -120,11 +122,9 @@ def fetch_jwks(url: str, session: requests.Session | None = None) -> dict[str, P
         ) as resp:
             if resp.status_code != 200:
                 raise JwksError(f"JWKS endpoint answered HTTP {resp.status_code}")
-            body = b""
-            for chunk in resp.iter_content(chunk_size=16384):
-                body += chunk
-                if len(body) > MAX_JWKS_BYTES:
-                    raise JwksError("JWKS larger than allowed")
+            body = read_limited(resp, MAX_JWKS_BYTES)
+    except ResponseTooLarge as exc:
+        raise JwksError("JWKS larger than allowed") from exc
     except requests.RequestException as exc:
         raise JwksError(f"JWKS endpoint unreachable ({type(exc).__name__})") from exc
     try:

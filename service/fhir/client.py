@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlparse
@@ -22,6 +21,7 @@ from urllib.parse import urljoin, urlparse
 import requests
 
 from service.fhir.allowlist import FhirServerAllowlist
+from service.http_limits import ResponseTooLarge, read_limited
 
 log = logging.getLogger("spinecds.fhir")
 
@@ -91,33 +91,16 @@ class FhirClient:
                         continue
                     if resp.status_code != 200:
                         raise FetchError(f"FHIR server answered HTTP {resp.status_code}")
-                    body = self._read_limited(resp)
+                    # a server trickling bytes is cut off at the deadline
+                    body = read_limited(resp, self._limits.max_bytes, between_reads=self._remaining)
                     break
             else:
                 raise FetchError(f"more than {MAX_REDIRECTS} redirects")
+        except ResponseTooLarge as exc:
+            raise FetchError("FHIR response larger than the configured limit") from exc
         except requests.RequestException as exc:
             raise FetchError(f"FHIR server unreachable or too slow ({type(exc).__name__})") from exc
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise FetchError("FHIR server sent something that is not JSON") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
-            raise FetchError("FHIR server sent JSON that is not a FHIR resource")
-        return data
-
-    def _read_limited(self, resp: requests.Response) -> bytes:
-        declared = resp.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > self._limits.max_bytes:
-            raise FetchError("FHIR response larger than the configured limit")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in _chunks(resp):
-            self._remaining()  # a server trickling bytes is cut off at the deadline
-            size += len(chunk)
-            if size > self._limits.max_bytes:
-                raise FetchError("FHIR response larger than the configured limit")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return _resource(body)
 
     def read(self, query: str) -> dict[str, Any]:
         """A read (``Patient/1``) or a search; searches are followed through every ``next`` page."""
@@ -147,15 +130,14 @@ class FhirClient:
         return merged
 
 
-def _chunks(resp: requests.Response) -> Iterator[bytes]:
-    """The body as it arrives: one socket read per chunk (``read1``), so a deadline between chunks holds
-    even against a server that trickles a byte at a time."""
-    read1 = getattr(resp.raw, "read1", None)
-    if read1 is None:  # urllib3 < 2.3
-        yield from resp.iter_content(chunk_size=65536)
-        return
-    while chunk := read1(65536, decode_content=True):
-        yield chunk
+def _resource(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise FetchError("FHIR server sent something that is not JSON") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+        raise FetchError("FHIR server sent JSON that is not a FHIR resource")
+    return data
 
 
 def _next_link(bundle: dict[str, Any]) -> str | None:

@@ -44,6 +44,7 @@ __all__ = [
     "FaultMode",
     "FhirTestServer",
     "RecordedRequest",
+    "fhir_server_request",
 ]
 
 Resource = dict[str, Any]
@@ -596,11 +597,14 @@ class FhirTestServer:
       reads and static paths are then never faulted.
     * ``slow_seconds``, ``redirect_to``, ``huge_bytes``: parameters of the
       ``slow``, ``redirect`` and ``huge`` faults.
+
+    ``resources`` are stored at once, as with :meth:`add_many`.
     """
 
     def __init__(
         self,
         *,
+        resources: Iterable[Resource] = (),
         page_size: int = DEFAULT_PAGE_SIZE,
         require_token: str | None = None,
         fault: FaultMode | None = None,
@@ -624,6 +628,7 @@ class FhirTestServer:
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.add_many(resources)
 
     # -- lifecycle
 
@@ -842,6 +847,29 @@ class FhirTestServer:
         if mode is not None and self.fail_on_page is not None and page != self.fail_on_page:
             return None
         return mode
+
+
+def fhir_server_request(
+    fhir_server: str, access_token: str, *, patient_id: str, prefetch: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A patient-view CDS Hooks request naming ``fhir_server`` and a Bearer ``access_token`` for it, so
+    that the service fetches from that server whatever ``prefetch`` (none when None) does not carry."""
+    body: dict[str, Any] = {
+        "hook": "patient-view",
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "fhirServer": fhir_server,
+        "fhirAuthorization": {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "spinecds",
+        },
+        "context": {"userId": "Practitioner/x", "patientId": patient_id},
+    }
+    if prefetch is not None:
+        body["prefetch"] = prefetch
+    return body
 
 
 def _checked_fault(mode: FaultMode | None) -> FaultMode | None:
