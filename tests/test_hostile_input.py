@@ -13,12 +13,15 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import hypothesis.strategies as st
 import pytest
 import requests
 from conftest import CASE_NOW
+from hypothesis import given, settings
 from support.cds_checker import check_operation_outcome
 
 from service.app import create_app
+from service.cds.request import nesting_depth
 
 SERVICE = "spine-metastasis-review"
 CALL = f"/cds-services/{SERVICE}"
@@ -232,6 +235,53 @@ def test_malformed_json_is_400(client: Any, endpoint: str, body: bytes, needle: 
 def test_depth_limit_allows_real_fhir_nesting(client: Any) -> None:
     response = client.post(CALL, data=_nested_in_prefetch(60), content_type="application/json")
     assert response.status_code == 200
+
+
+def test_depth_limit_is_exactly_100_levels(client: Any) -> None:
+    # the body, prefetch and prefetch.conditions are levels 1-3: 97 objects nested inside reach
+    # level 100; one more is refused
+    assert client.post(CALL, data=_nested_in_prefetch(97), content_type="application/json").status_code == 200
+    outcome_of(client.post(CALL, data=_nested_in_prefetch(98), content_type="application/json"), 400)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 500,  # brackets inside a string are not nesting
+        "{" * 200 + "]" * 300,
+        '\\"' + "[" * 200,  # escaped quote: still inside the string
+        "[" * 200 + "\\\\",  # escaped backslash just before the closing quote
+        "\\u005b" * 200,  # an escaped "[" is text too
+    ],
+    ids=["brackets", "unbalanced", "escaped-quote", "escaped-backslash", "unicode-escape"],
+)
+def test_brackets_inside_strings_do_not_count_as_nesting(client: Any, text: str) -> None:
+    body = json.dumps(valid_call()).replace('"id": "p1"', '"id": "p1", "text": "' + text + '"', 1)
+    assert client.post(CALL, data=body.encode(), content_type="application/json").status_code == 200
+
+
+def _tree_depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_tree_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_tree_depth, value), default=0)
+    return 0
+
+
+_TRICKY_TEXT = st.text(alphabet=st.sampled_from(list('[]{}"\\:, ab\n\u00e9\u2028')), max_size=12)
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _TRICKY_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TRICKY_TEXT, inner, max_size=4),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_JSON_VALUES, ascii_only=st.booleans(), spaced=st.booleans())
+def test_nesting_depth_read_from_text_equals_the_parsed_depth(value: Any, ascii_only: bool, spaced: bool) -> None:
+    separators = (", ", ": ") if spaced else (",", ":")
+    text = json.dumps(value, ensure_ascii=ascii_only, separators=separators, indent=1 if spaced else None)
+    assert nesting_depth(text.encode()) == _tree_depth(value)
 
 
 # ----------------------------------------------------------------------------- huge arrays

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 from urllib.parse import urlparse
 
@@ -144,20 +145,25 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _too_deep(value: Any, limit: int) -> bool:
-    """Breadth-first over containers only, one level at a time (no recursion, ~half a parse's cost)."""
-    level: list[Any] = [value] if type(value) in (dict, list) else []
-    depth = 0
-    while level:
-        depth += 1
-        if depth > limit:
-            return True
-        below: list[Any] = []
-        for node in level:
-            children = node.values() if type(node) is dict else node
-            below += [c for c in children if type(c) is dict or type(c) is list]
-        level = below
-    return False
+# Everything but the JSON structure characters: deleted by bytes.translate when measuring nesting.
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')
+_NESTING_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def nesting_depth(data: bytes) -> int:
+    """How deeply the containers of a *valid* JSON text nest (a top-level object is 1; a scalar 0).
+
+    Read from the text, not the parsed tree: every step is a C-level pass over bytes, half the cost
+    of walking the ~30,000 containers of a 2 MB prefetch. Escaped backslashes go first, then escaped
+    quotes; every quote left delimits a string, so the pieces between pairs of quotes are outside
+    strings and hold the brackets that count.
+    """
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"")
+    if b'\\"' in data:
+        data = data.replace(b'\\"', b"")
+    outside = b"".join(data.translate(None, _NOT_STRUCTURE).split(b'"')[0::2])
+    return max(accumulate(map(_NESTING_STEP.__getitem__, outside)), default=0)
 
 
 def parse_json_body(data: bytes) -> Any:
@@ -174,6 +180,6 @@ def parse_json_body(data: bytes) -> Any:
         raise ApiError(400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         raise ApiError(400, f"request body is not valid JSON: {str(exc)[:120]}") from None
-    if _too_deep(body, MAX_JSON_DEPTH):
+    if nesting_depth(data) > MAX_JSON_DEPTH:
         raise ApiError(400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
     return body
