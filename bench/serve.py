@@ -1,7 +1,7 @@
 """Serve the floor or the naive app exactly as ``spinecds serve`` serves ours.
 
-Same gunicorn options as ``service/cli.py`` (gthread workers, timeout, no access log, no preload)
-and the same malloc environment (re-exec once), so the only difference is the app.
+The same server definition (``service/serving.py``: gunicorn options, preloaded and GC-frozen app,
+malloc environment), so the only difference is the app.
 
     .venv/bin/python -m bench.serve floor --port 8091 --workers 2 --threads 4
 """
@@ -13,7 +13,17 @@ import os
 import sys
 from typing import Any
 
-from service.cli import MALLOC_ENV
+from service.serving import PreloadedApp, reexec_with_malloc_env, server_options
+
+
+def _factory(name: str) -> Any:
+    if name == "floor":
+        from bench.floor_app import create_floor_app
+
+        return create_floor_app()
+    from bench.naive import create_naive_app
+
+    return create_naive_app()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,34 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args(argv)
-    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable, "-m", "bench.serve", *sys.argv[1:]], {**os.environ, **MALLOC_ENV})
-    from gunicorn.app.base import BaseApplication
-
-    class _App(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            options: dict[str, Any] = {
-                "bind": f"{args.host}:{args.port}",
-                "workers": args.workers,
-                "threads": args.threads,
-                "timeout": 60,
-                "graceful_timeout": 30,
-                "accesslog": None,
-                "preload_app": False,
-            }
-            for key, value in options.items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            if args.app == "floor":
-                from bench.floor_app import create_floor_app
-
-                return create_floor_app()
-            from bench.naive import create_naive_app
-
-            return create_naive_app()
-
-    _App().run()
+    reexec_with_malloc_env("bench.serve")
+    options = server_options(args.host, args.port, args.workers, args.threads)
+    PreloadedApp(lambda: _factory(args.app), options).run()
     return 0
 
 

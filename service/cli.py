@@ -10,8 +10,6 @@ from typing import Any
 from service.config import ConfigError, Settings
 from service.offline import commands as offline_commands
 
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "67108864"}
-
 
 def _serve(args: argparse.Namespace) -> int:
     try:
@@ -19,48 +17,24 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"spinecds: configuration error: {exc}", file=sys.stderr)
         return 2
-    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        # glibc reads these only at process start: re-exec once with them (durable-rules ~1.7x faster)
-        env = {**os.environ, **MALLOC_ENV}
-        os.execve(sys.executable, [sys.executable, "-m", "service.cli", *sys.argv[1:]], env)
-    _prepare_metrics_dir()  # before prometheus_client is imported (it reads PROMETHEUS_MULTIPROC_DIR once)
-    from gunicorn.app.base import BaseApplication
+    from service.serving import reexec_with_malloc_env
 
+    reexec_with_malloc_env("service.cli")
+    _prepare_metrics_dir()  # before prometheus_client is imported (it reads PROMETHEUS_MULTIPROC_DIR once)
     from service.app import create_app
     from service.ops.logging import gunicorn_logconfig
     from service.ops.metrics import worker_exited
+    from service.serving import PreloadedApp, server_options
 
-    class _App(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            options: dict[str, Any] = {
-                "bind": f"{args.host}:{args.port}",
-                "workers": args.workers,
-                "threads": args.threads,
-                "timeout": 60,
-                "graceful_timeout": 30,
-                "accesslog": None,
-                # the master builds the app once (rules, R4B models) and forks the workers: faster cold
-                # start, less memory; each worker then drops the database connections it inherited
-                "preload_app": True,
-                "post_fork": lambda _arbiter, _worker: self._after_fork(),
-                # graceful shutdown: on SIGTERM workers stop accepting, finish in-flight requests
-                # (up to graceful_timeout) and the master exits 0
-                "logconfig_dict": gunicorn_logconfig(Settings.from_env().log_level),
-                "child_exit": lambda _arbiter, worker: worker_exited(worker.pid),
-            }
-            for key, value in options.items():
-                self.cfg.set(key, value)
+    def drop_inherited_connections(app: Any) -> None:
+        # pooled connections opened by the master must not be shared across processes
+        app.extensions["spinecds"].db.dispose(close=False)
 
-        def load(self) -> Any:
-            self.flask_app = create_app()
-            return self.flask_app
-
-        def _after_fork(self) -> None:
-            app = getattr(self, "flask_app", None)
-            if app is not None:
-                # pooled connections opened by the master must not be shared across processes
-                app.extensions["spinecds"].db.dispose(close=False)
-
+    options = {
+        **server_options(args.host, args.port, args.workers, args.threads),
+        "logconfig_dict": gunicorn_logconfig(Settings.from_env().log_level),
+        "child_exit": lambda _arbiter, worker: worker_exited(worker.pid),
+    }
     settings = Settings.from_env()
     if settings.auth != "required":
         print(
@@ -76,7 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
             "spinecds: note: SPINECDS_FHIR_SERVER_ALLOWLIST is empty: no fhirServer is ever called (prefetch only)",
             file=sys.stderr,
         )
-    _App().run()
+    PreloadedApp(create_app, options, after_fork=drop_inherited_connections).run()
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -269,3 +270,26 @@ def test_compose_and_kubernetes_run_the_image_as_built(app: Any) -> None:
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     settings_maps = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "spinecds"]
     assert set(settings_maps[0]["data"]) <= known
+
+
+def test_the_app_is_built_once_in_the_master_and_frozen_for_the_gc() -> None:
+    from service.serving import PreloadedApp, server_options
+
+    built: list[object] = []
+
+    def factory() -> object:
+        built.append(object())
+        return built[-1]
+
+    forked: list[object] = []
+    server = PreloadedApp(factory, server_options("127.0.0.1", 0, 2, 4), after_fork=forked.append)
+    assert server.cfg.preload_app
+    gc.unfreeze()
+    try:
+        app = server.load()
+        assert server.load() is app and built == [app]
+        assert gc.get_freeze_count() > 0, "long-lived objects moved to the permanent generation"
+        server.cfg.post_fork(None, None)  # what each forked worker runs
+        assert forked == [app]
+    finally:
+        gc.unfreeze()
