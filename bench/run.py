@@ -311,7 +311,8 @@ def breakdown(args: argparse.Namespace) -> int:
     from service.app import create_app
     from service.cds.definitions import SERVICES
     from service.cds.prefetch import gather
-    from service.cds.request import parse_hook_request, parse_json_body
+    from service.cds.request import parse_hook_request
+    from service.cds.strict_json import parse_json_body
 
     def best(fn: Any) -> float:
         times = []

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from support.cds_checker import check_operation_outcome
 
 from service.app import create_app
-from service.cds.request import nesting_depth
+from service.cds.strict_json import nesting_depth
 
 SERVICE = "spine-metastasis-review"
 CALL = f"/cds-services/{SERVICE}"
@@ -277,8 +277,17 @@ _JSON_VALUES = st.recursive(
 
 
 @settings(max_examples=400, deadline=None)
-@given(value=_JSON_VALUES, ascii_only=st.booleans(), spaced=st.booleans())
-def test_nesting_depth_read_from_text_equals_the_parsed_depth(value: Any, ascii_only: bool, spaced: bool) -> None:
+@given(
+    value=_JSON_VALUES,
+    wrappers=st.lists(st.sampled_from(["list", "dict"]), max_size=40),
+    ascii_only=st.booleans(),
+    spaced=st.booleans(),
+)
+def test_nesting_depth_read_from_text_equals_the_parsed_depth(
+    value: Any, wrappers: list[str], ascii_only: bool, spaced: bool
+) -> None:
+    for wrapper in wrappers:  # also deeper than the cheap leaf passes go
+        value = [value, "]}"] if wrapper == "list" else {"[": value, "k": [[]]}
     separators = (", ", ": ") if spaced else (",", ":")
     text = json.dumps(value, ensure_ascii=ascii_only, separators=separators, indent=1 if spaced else None)
     assert nesting_depth(text.encode()) == _tree_depth(value)

@@ -19,7 +19,8 @@ from service.state import AppState
 
 from .definitions import SERVICES, ServiceDefinition
 from .prefetch import PrefetchUnavailable
-from .request import parse_hook_request, parse_json_body
+from .request import parse_hook_request
+from .strict_json import parse_json_body
 
 log = logging.getLogger("spinecds.cds")
 bp = Blueprint("cds", __name__)

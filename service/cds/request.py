@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from itertools import accumulate
 from typing import Any
 from urllib.parse import urlparse
 
 from service.errors import ApiError
 
 from .definitions import REQUIRED_CONTEXT, ServiceDefinition
-
-# Deeper JSON than this is refused (400): no FHIR data we read comes close, and deep trees cost
-# recursion in every later consumer (validation, serialisation).
-MAX_JSON_DEPTH = 100
 
 
 @dataclass(frozen=True)
@@ -124,62 +118,3 @@ def _absolute_url(value: Any) -> bool:
         return False
     parsed = urlparse(value)
     return parsed.scheme in {"http", "https"} and bool(parsed.netloc)
-
-
-class _Rejected(ValueError):
-    pass
-
-
-def _reject_constant(name: str) -> Any:
-    raise _Rejected(f"{name} is not a JSON number (RFC 8259)")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):  # the rare case: find the key to name it
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _Rejected(f"duplicate object key {key[:40]!r}")
-            seen.add(key)
-    return out
-
-
-# Everything but the JSON structure characters: deleted by bytes.translate when measuring nesting.
-_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')
-_NESTING_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
-
-
-def nesting_depth(data: bytes) -> int:
-    """How deeply the containers of a *valid* JSON text nest (a top-level object is 1; a scalar 0).
-
-    Read from the text, not the parsed tree: every step is a C-level pass over bytes, half the cost
-    of walking the ~30,000 containers of a 2 MB prefetch. Escaped backslashes go first, then escaped
-    quotes; every quote left delimits a string, so the pieces between pairs of quotes are outside
-    strings and hold the brackets that count.
-    """
-    if b"\\" in data:
-        data = data.replace(b"\\\\", b"")
-    if b'\\"' in data:
-        data = data.replace(b'\\"', b"")
-    outside = b"".join(data.translate(None, _NOT_STRUCTURE).split(b'"')[0::2])
-    return max(accumulate(map(_NESTING_STEP.__getitem__, outside)), default=0)
-
-
-def parse_json_body(data: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, at most MAX_JSON_DEPTH levels; else 400."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, f"request body is not valid UTF-8 (byte {exc.start})") from None
-    try:
-        body = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
-    except _Rejected as exc:
-        raise ApiError(400, f"request body is not acceptable JSON: {exc}") from None
-    except RecursionError:
-        raise ApiError(400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except ValueError as exc:
-        raise ApiError(400, f"request body is not valid JSON: {str(exc)[:120]}") from None
-    if nesting_depth(data) > MAX_JSON_DEPTH:
-        raise ApiError(400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
-    return body

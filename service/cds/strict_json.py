@@ -1,0 +1,148 @@
+"""Strict JSON for request bodies: a clear 400, never a 500 and never a silently different reading.
+
+Refused: invalid UTF-8, NaN/Infinity, duplicate object keys (which value would count?), nesting
+deeper than ``MAX_JSON_DEPTH``. Accepted bodies parse to exactly what the standard library's
+``json.loads`` returns.
+
+Two paths, one answer:
+
+* **fast** (almost every body): ``orjson.loads`` (C; refuses NaN/Infinity and invalid
+  UTF-8 itself), then the duplicate-key check as two counts (keys written
+  in the text, keys in the parsed tree) instead of a Python call per object. The counts and the
+  nesting depth come from C-level byte passes, no walk over the tree.
+* **exact** (``_stdlib_strict``): the standard library with a duplicate-key hook. It runs whenever
+  the fast path refuses or cannot be sure: any ``orjson`` error, counts that do not rule out a
+  duplicate (a ``":`` inside a string), a run of 19 or more digits
+  (``orjson`` reads integers beyond 64 bits as floats; the standard library keeps them exact). It
+  names the problem in the 400, or accepts what only it reads exactly.
+
+``tests/test_strict_json.py`` checks both against an independent oracle on generated and hostile
+bodies; ``docs/performance.md`` has the figures.
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import accumulate
+from typing import Any
+
+import orjson
+
+from service.errors import ApiError
+
+# Deeper JSON than this is refused (400): no FHIR data we read comes close, and deep trees cost
+# recursion in every later consumer (validation, serialisation).
+MAX_JSON_DEPTH = 100
+
+# bytes.translate arguments: objects and arrays both become "[" "]" (nesting is all that counts
+# here, and the text is valid JSON); everything else but quotes is deleted
+_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')
+_NESTING_STEP = {ord("["): 1, ord("]"): -1}
+_LEAF_PASSES = 16  # beyond this many levels, the rest is counted in one linear pass
+# One translation of the text serves both fast-path checks: JSON whitespace deleted, digits become
+# "0", quotes and colons stay, every other byte becomes ".". A run of 19 zeros may be a number orjson
+# does not read exactly; '":' ends every key.
+_CHECK_TABLE = bytes(ord("0") if 48 <= c <= 57 else c if c in b'":' else ord(".") for c in range(256))
+_JSON_WHITESPACE = b" \t\n\r"
+_LONG_NUMBER = b"0" * 19
+
+
+def nesting_depth(data: bytes) -> int:
+    """How deeply the containers of a *valid* JSON text nest (a top-level object is 1; a scalar 0).
+
+    From C-level byte passes over the text. Escaped backslashes go first, then escaped quotes:
+    every quote left delimits a string. Only quotes and brackets are kept; dropping adjacent quote
+    pairs (empty strings, or empty gaps between strings) keeps the pairing of the rest, and the
+    pieces between the remaining pairs are strings, whose brackets do not count. Then each
+    ``replace(b"[]", b"")`` removes exactly the innermost containers (it scans the string as it
+    was), so the passes until nothing is left are the depth; after ``_LEAF_PASSES`` the depth of
+    what is left is added from its running balance (linear, whatever a hostile body nests).
+    """
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = data.translate(_BRACKETS, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in brackets:
+        brackets = b"".join(brackets.split(b'"')[0::2])
+    depth = 0
+    while brackets and depth < _LEAF_PASSES:
+        brackets = brackets.replace(b"[]", b"")
+        depth += 1
+    return depth + max(accumulate(map(_NESTING_STEP.__getitem__, brackets)), default=0)
+
+
+def _no_duplicate_keys(keys_written: int, body: Any) -> bool:
+    """True only if no object of ``body`` lost a key the text wrote twice (False: can't tell).
+
+    ``keys_written`` is an upper bound on the keys in the text: ``'":'`` counted once whitespace is
+    deleted (every key's closing quote is then followed by its colon; deleting whitespace inside a
+    string can only add occurrences). Against it, a lower bound on the keys in the tree:
+    ``orjson.dumps`` writes each key once, compactly, as ``"key":``; a ``'":'`` inside a string is
+    always escaped there (``'\\":'``) and is subtracted (so is a key ending in an escaped backslash:
+    the bound only gets lower). Equal bounds leave no room for a duplicate; bodies that defeat the
+    bounds (a ``":`` inside a string) go to the exact path, which decides.
+    """
+    try:
+        dumped = orjson.dumps(body)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (255): refused later anyway
+        return False
+    return keys_written == dumped.count(b'":') - dumped.count(b'\\":')
+
+
+def parse_json_body(data: bytes) -> Any:
+    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, at most MAX_JSON_DEPTH levels; else 400."""
+    body = _fast(data)
+    if body is _UNSURE:
+        body = _stdlib_strict(data)
+    if nesting_depth(data) > MAX_JSON_DEPTH:
+        raise ApiError(400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return body
+
+
+_UNSURE = object()
+
+
+def _fast(data: bytes) -> Any:
+    """The body, or ``_UNSURE`` when only the exact path can tell."""
+    checked = data.translate(_CHECK_TABLE, _JSON_WHITESPACE)
+    if _LONG_NUMBER in checked:
+        return _UNSURE
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _UNSURE
+    return body if _no_duplicate_keys(checked.count(b'":'), body) else _UNSURE
+
+
+def _stdlib_strict(data: bytes) -> Any:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"request body is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except _Rejected as exc:
+        raise ApiError(400, f"request body is not acceptable JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {str(exc)[:120]}") from None
+
+
+class _Rejected(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Rejected(f"{name} is not a JSON number (RFC 8259)")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):  # the rare case: find the key to name it
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Rejected(f"duplicate object key {key[:40]!r}")
+            seen.add(key)
+    return out

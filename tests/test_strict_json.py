@@ -1,0 +1,149 @@
+"""service/cds/strict_json.py: the fast path (orjson + byte-level counts) answers exactly as the
+standard library's strict parse does, for any body: the same value (types included) or the same 400.
+
+The oracle here is written independently of the module: ``json.loads`` with a duplicate-key hook and
+a NaN/Infinity refusal, then a recursive depth walk over the parsed tree.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from typing import Any
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+
+from service.cds.strict_json import MAX_JSON_DEPTH, nesting_depth, parse_json_body
+from service.errors import ApiError
+
+
+class _Refused(Exception):
+    pass
+
+
+def _oracle(data: bytes) -> Any:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({k for k, _ in items}) != len(items):
+            raise _Refused("duplicate")
+        return dict(items)
+
+    def constant(name: str) -> Any:
+        raise _Refused(name)
+
+    def depth(value: Any) -> int:
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        return 0 if children is None else 1 + max(map(depth, children), default=0)
+
+    try:
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant)
+    except (ValueError, RecursionError, _Refused) as exc:
+        raise _Refused(type(exc).__name__) from exc
+    if depth(value) > MAX_JSON_DEPTH:
+        raise _Refused("depth")
+    return value
+
+
+def _typed(value: Any) -> Any:
+    """The value with each number's type made visible (1 and 1.0 and True compare equal in Python)."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
+def _same_answer(data: bytes) -> None:
+    try:
+        expected = _oracle(data)
+    except _Refused:
+        with pytest.raises(ApiError) as refused:
+            parse_json_body(data)
+        assert refused.value.status == 400
+        return
+    assert _typed(parse_json_body(data)) == _typed(expected)
+
+
+_KEYS = st.text(alphabet=st.sampled_from(list('ab:[]{}"\\,\u00e9\U0001f600')), max_size=6)
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)  # beyond 64 bits too: orjson reads those as floats
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+    | st.text(alphabet=st.sampled_from(list('[]{}":,\\/\n\t\u2028')), max_size=8)
+)
+_VALUES = st.recursive(
+    _SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4), max_leaves=30
+)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=_VALUES, ascii_only=st.booleans(), indent=st.sampled_from([None, 0, 2]), compact=st.booleans())
+def test_any_well_formed_body_reads_as_the_standard_library_reads_it(
+    value: Any, ascii_only: bool, indent: int | None, compact: bool
+) -> None:
+    separators = (",", ":") if compact else None
+    _same_answer(json.dumps(value, ensure_ascii=ascii_only, indent=indent, separators=separators).encode())
+
+
+_SPLICES = [
+    b'"k":1,"k":2,',  # duplicate key
+    b'"\\ud800":1,',  # lone surrogate escape (the standard library reads it)
+    b'"x":NaN,',
+    b'"x":-Infinity,',
+    b'"x":1e400,',  # overflows to infinity in the standard library, an error in orjson
+    b'"x":123456789012345678901234567890,',
+    b'"x":-9223372036854775809,',
+    b'"x":"\x01",',  # raw control character in a string
+    b'"x":"\xff",',  # invalid UTF-8
+    b'"x":' + b"[" * 120 + b"1" + b"]" * 120 + b",",
+    b'"x":' + b"[" * 300 + b"]" * 300 + b",",  # deeper than orjson.dumps writes
+    b'"x":01,',
+    b'"x":1.,',
+    b'"\\"":1,"\\"":2,',  # duplicate key written with escapes
+    b'"\\u0061":1,"a":2,',  # the same key, once escaped
+    b'"k" :1,"k":2,',  # whitespace before one colon
+    b'"k"\n:1,\n"k"\t:2,',
+    b'"k\\\\":1,"k\\\\":2,',  # keys ending in an escaped backslash
+    b'"s":"a\\":b","s":1,',  # a string holding a quote and colon, then a duplicate
+    b'"s":"a\\":b","t":1,',
+    b'"s":"\\u0022:","k":1,"k":2,',  # a quote and colon escaped as \u0022 in the text, plain in orjson's
+]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=st.dictionaries(_KEYS, _VALUES, max_size=4),
+    splice=st.sampled_from(_SPLICES),
+    cut=st.integers(min_value=0, max_value=3),
+)
+@example(value={}, splice=_SPLICES[0], cut=0)
+def test_any_hostile_body_gets_the_standard_librarys_answer(value: dict[str, Any], splice: bytes, cut: int) -> None:
+    text = json.dumps(value, ensure_ascii=False).encode()
+    body = b"{" + splice + text[1:] if len(text) > 2 else b"{" + splice.rstrip(b",") + b"}"
+    _same_answer(body[: len(body) - cut] if cut else body)
+
+
+@given(st.binary(max_size=64) | st.text(alphabet=string.printable, max_size=64).map(str.encode))
+@settings(max_examples=300, deadline=None)
+def test_any_bytes_at_all(data: bytes) -> None:
+    _same_answer(data)
+
+
+def test_duplicate_keys_escaped_differently_are_refused_and_named() -> None:
+    with pytest.raises(ApiError, match="duplicate object key 'a'"):
+        parse_json_body(b'{"resourceType":"Patient","\\u0061":1,"a":2}')
+
+
+def test_nesting_depth_is_read_from_the_text() -> None:
+    assert nesting_depth(b'{"a":{"b:[{":[1,{}]},"c":"}}}"}') == 4
+    assert nesting_depth(b'"just a string"') == 0
+    assert nesting_depth(b"[" * 40 + b"]" * 40) == 40
+
+
+@pytest.mark.parametrize("depth", [254, 256, 1000, 1100])
+def test_bodies_deeper_than_orjson_writes_or_reads_are_refused_not_crashed(depth: int) -> None:
+    with pytest.raises(ApiError, match="nested deeper"):
+        parse_json_body(b'{"a":' + b"[" * depth + b"]" * depth + b"}")
