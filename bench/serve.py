@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from service.serving import PreloadedApp, reexec_with_malloc_env, server_options
+from service.serving import preloaded_app, reexec_with_malloc_env, server_options
 
 
 def _factory(name: str) -> Any:
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     reexec_with_malloc_env("bench.serve")
     options = server_options(args.host, args.port, args.workers, args.threads)
-    PreloadedApp(lambda: _factory(args.app), options).run()
+    preloaded_app(lambda: _factory(args.app), options).run()
     return 0
 
 

@@ -8,23 +8,22 @@ import sys
 from typing import Any
 
 from service.config import ConfigError, Settings
-from service.offline import commands as offline_commands
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from service.serving import reexec_with_malloc_env
+
+    reexec_with_malloc_env("service.cli")  # first: the process it replaces should do (and import) little
     try:
         Settings.from_env()
     except ConfigError as exc:
         print(f"spinecds: configuration error: {exc}", file=sys.stderr)
         return 2
-    from service.serving import reexec_with_malloc_env
-
-    reexec_with_malloc_env("service.cli")
     _prepare_metrics_dir()  # before prometheus_client is imported (it reads PROMETHEUS_MULTIPROC_DIR once)
     from service.app import create_app
     from service.ops.logging import gunicorn_logconfig
     from service.ops.metrics import worker_exited
-    from service.serving import PreloadedApp, server_options
+    from service.serving import preloaded_app, server_options
 
     def drop_inherited_connections(app: Any) -> None:
         # pooled connections opened by the master must not be shared across processes
@@ -50,7 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
             "spinecds: note: SPINECDS_FHIR_SERVER_ALLOWLIST is empty: no fhirServer is ever called (prefetch only)",
             file=sys.stderr,
         )
-    PreloadedApp(create_app, options, after_fork=drop_inherited_connections).run()
+    preloaded_app(create_app, options, after_fork=drop_inherited_connections).run()
     return 0
 
 
@@ -108,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--threads", type=int, default=int(os.environ.get("SPINECDS_THREADS", "4")))
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema (alembic) to this build")
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
+    from service.offline import commands as offline_commands
+
     offline_commands.add_parsers(sub)  # evaluate, rules
     validate = sub.add_parser("validate", help="check a Bundle / NDJSON folder against the spinecds profiles")
     validate.add_argument("input", help="Bundle or resource JSON, CDS Hooks request, NDJSON file or folder")

@@ -273,7 +273,7 @@ def test_compose_and_kubernetes_run_the_image_as_built(app: Any) -> None:
 
 
 def test_the_app_is_built_once_in_the_master_and_frozen_for_the_gc() -> None:
-    from service.serving import PreloadedApp, server_options
+    from service.serving import preloaded_app, server_options
 
     built: list[object] = []
 
@@ -282,7 +282,7 @@ def test_the_app_is_built_once_in_the_master_and_frozen_for_the_gc() -> None:
         return built[-1]
 
     forked: list[object] = []
-    server = PreloadedApp(factory, server_options("127.0.0.1", 0, 2, 4), after_fork=forked.append)
+    server = preloaded_app(factory, server_options("127.0.0.1", 0, 2, 4), after_fork=forked.append)
     assert server.cfg.preload_app
     gc.unfreeze()
     try:

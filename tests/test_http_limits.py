@@ -89,8 +89,7 @@ def _cut_short_server(stall: bool) -> tuple[str, threading.Thread]:
         with conn, listener:
             conn.recv(65536)
             conn.sendall(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nContent-Length: 1000\r\n\r\n"
-                b'{"resource'
+                b'HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nContent-Length: 1000\r\n\r\n{"resource'
             )
             if stall:
                 time.sleep(3)

@@ -16,16 +16,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, request
-from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
 from service.errors import error_response
 
-from .issuers import load_issuers, parse_algorithms
-from .replay import ReplayStore, ReplayStoreUnavailable
-from .verifier import AuthFailure, JwtVerifier
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from .verifier import JwtVerifier
 
 log = logging.getLogger("spinecds.auth")
 PROTECTED_PREFIX = "/cds-services"
@@ -71,6 +72,11 @@ def install_auth(
             settings.auth,
         )
         return None
+    # imported only when required: PyJWT and cryptography cost ~0.15 s of every start
+    from .issuers import load_issuers, parse_algorithms
+    from .replay import ReplayStore, ReplayStoreUnavailable
+    from .verifier import AuthFailure, JwtVerifier
+
     algorithms = parse_algorithms(settings.jwt_algorithms)
     issuers = load_issuers(settings.issuers_file, algorithms)
     verifier = JwtVerifier(

@@ -54,7 +54,5 @@ def known(
     return Fact(fid, True, value, level, list(refs or []), note, source)
 
 
-def unknown(
-    fid: str, note: str, refs: list[str] | None = None, level: str = PATIENT_LEVEL, source: str = ""
-) -> Fact:
+def unknown(fid: str, note: str, refs: list[str] | None = None, level: str = PATIENT_LEVEL, source: str = "") -> Fact:
     return Fact(fid, False, None, level, list(refs or []), note, source)

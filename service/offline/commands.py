@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from tqdm import tqdm
-
 from service.config import ConfigError, Settings
 
 from .inputs import SERVICE_FOR_HOOK, BadInput, Subject, iter_paths, load_path
@@ -56,6 +54,8 @@ def run_evaluate(args: argparse.Namespace, out: TextIO | None = None, err: TextI
     show = args.progress if args.progress is not None else err.isatty()
     summary = Summary()
     results: list[dict[str, Any]] = []
+    from tqdm import tqdm  # here, not at import: `spinecds serve` starts without it
+
     with tqdm(total=len(files), unit="file", file=err, disable=not show, leave=False) as bar:
         for path in files:
             for outcome in _outcomes(pipeline, path, args.hook):
