@@ -1,7 +1,7 @@
 """Benchmark harness: latency, throughput, memory and cold start of ours vs the floor vs naive.
 
-    scripts/bench            # full mode (~25 min on 2 cores)
-    scripts/bench --quick    # quick mode (~4 min): fewer samples, 5 s wrk runs, 10,000-request memory run
+    scripts/bench            # full mode (~50 min on 2 cores)
+    scripts/bench --quick    # quick mode (~7 min): fewer samples, 5 s wrk runs, 10,000-request memory run
     scripts/bench profile synthea-Clair921   # pyinstrument profile of one scenario, in process
 
 Absolute times depend on the machine and on whatever else runs on it; the targets are ratios
@@ -11,6 +11,7 @@ measured in the same run (ours/floor, naive/ours), which noise moves much less.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -323,12 +324,13 @@ def breakdown(args: argparse.Namespace) -> int:
         return min(times) * 1000
 
     rows = [
-        "| scenario | json.loads (floor) | strict parse (request.py) | hook request | prefetch pool | "
+        "| scenario | json.loads (floor) | strict parse (strict_json.py) | hook request | prefetch pool | "
         "facts+rules+cards | ours total w/o HTTP, DB | naive validation |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory(prefix="spinecds-bd-") as tmp:
         app = create_app({"database_url": f"sqlite:///{tmp}/b.db", "log_level": "WARNING"})
+        gc.freeze()  # as the gunicorn master does (service/serving.py)
         pipeline = app.extensions["spinecds"].pipeline
         for req in scenarios(case_name=args.case):
             data = req.encoded()
