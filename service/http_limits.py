@@ -1,4 +1,4 @@
-"""Reading an HTTP response body up to a byte limit (FHIR server fetches, JWK Sets).
+"""Outgoing HTTP (FHIR server fetches, JWK Sets): the session, and reading a body up to a byte limit.
 
 The response must have been requested with ``stream=True``. A body whose ``Content-Length`` already
 declares more than the limit is refused before any of it is read; otherwise the body is read chunk
@@ -8,12 +8,22 @@ memory whole.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import requests
 import urllib3
 
 CHUNK_BYTES = 65536
+
+
+def outgoing_session() -> requests.Session:
+    """A session that takes nothing from the environment (no proxy or .netrc ever sees a token) but
+    the hospital's own CA bundle (``REQUESTS_CA_BUNDLE``)."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or True
+    return session
 
 
 class ResponseTooLarge(Exception):

@@ -16,7 +16,7 @@ from support.fhir_server import FhirTestServer
 from service.auth.jwks import MAX_JWKS_BYTES, JwksError, fetch_jwks
 from service.fhir.allowlist import FhirServerAllowlist
 from service.fhir.client import FetchError, FetchLimits, FhirClient
-from service.http_limits import CHUNK_BYTES, ResponseTooLarge, read_limited
+from service.http_limits import CHUNK_BYTES, ResponseTooLarge, outgoing_session, read_limited
 
 
 def _response(raw: io.BytesIO, content_length: str | None) -> requests.Response:
@@ -106,3 +106,46 @@ def test_a_fhir_body_cut_short_is_a_fetch_error_not_a_crash(stall: bool) -> None
     with pytest.raises(FetchError, match="unreachable or too slow"):
         FhirClient(base, None, limits).read("Patient/1")
     thread.join(5)
+
+
+class _CountingProxy:
+    """A loopback "proxy" that only counts what reaches it (and answers 502)."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                self.hits += 1
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+def test_outgoing_requests_ignore_proxies_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = _CountingProxy()
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, proxy.url)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with FhirTestServer(resources=[{"resourceType": "Patient", "id": "p1"}]) as ehr:
+        limits = FetchLimits(1.0, 2.0, 5, 1_000_000, allowlist=FhirServerAllowlist.parse("127.0.0.1"))
+        assert FhirClient(ehr.base_url, "secret-token", limits).read("Patient/p1")["id"] == "p1"
+        assert proxy.hits == 0, "the token went through the environment's proxy"
+        requests.get(ehr.base_url + "/Patient/p1", timeout=5)  # a default session would have used it
+    assert proxy.hits == 1
+    proxy.listener.close()
+
+
+def test_outgoing_requests_verify_with_the_hospital_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/hospital/ca.pem")
+    assert outgoing_session().verify == "/etc/hospital/ca.pem"
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    assert outgoing_session().verify is True

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ import jwt
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from service.http_limits import ResponseTooLarge, read_limited
+from service.http_limits import ResponseTooLarge, outgoing_session, read_limited
 
 log = logging.getLogger("spinecds.auth")
 
@@ -115,7 +114,7 @@ def _public_key(jwk: Any) -> PublicKey | None:
 
 
 def fetch_jwks(url: str, session: requests.Session | None = None) -> dict[str, PublicKey]:
-    session = session or _session()
+    session = session or outgoing_session()
     try:
         with session.get(
             url, headers={"Accept": "application/json"}, timeout=FETCH_TIMEOUT, allow_redirects=False, stream=True
@@ -132,13 +131,6 @@ def fetch_jwks(url: str, session: requests.Session | None = None) -> dict[str, P
     except ValueError as exc:
         raise JwksError("JWKS is not JSON") from exc
     return parse_jwks(data)
-
-
-def _session() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or True
-    return session
 
 
 class KeySource:

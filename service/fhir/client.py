@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,7 @@ from urllib.parse import urljoin, urlparse
 import requests
 
 from service.fhir.allowlist import FhirServerAllowlist
-from service.http_limits import ResponseTooLarge, read_limited
+from service.http_limits import ResponseTooLarge, outgoing_session, read_limited
 
 log = logging.getLogger("spinecds.fhir")
 
@@ -52,11 +51,7 @@ class FhirClient:
         self._token = token
         self._limits = limits
         self._deadline = time.monotonic() + limits.total_timeout
-        if session is None:
-            session = requests.Session()
-            session.trust_env = False  # no proxy or .netrc from the environment sees the token
-            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or True  # a hospital's own CA bundle
-        self._session = session
+        self._session = session or outgoing_session()
 
     def _check(self, url: str) -> None:
         if _origin(url) != self._origin:
