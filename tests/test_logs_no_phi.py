@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import CASE_NOW, FIXTURES, load_json
 from support.cases import build_request, load_cases
-from support.fhir_server import FhirTestServer
+from support.fhir_server import FhirTestServer, fhir_server_request
 
 from service.app import create_app
 from service.ops.logging import json_handler
@@ -119,19 +119,7 @@ def test_no_patient_data_in_debug_logs(tmp_path: Path, captured: io.StringIO) ->
                     client.post(f"/cds-services/{service}/feedback", json={"feedback": [feedback]}).status_code == 200
                 )
         for patient in _bulk_patients():  # Synthea patients fetched through the fallback path
-            body = {
-                "hook": "patient-view",
-                "hookInstance": "a5a0c2d4-8a7e-4d43-9a55-0e5d6d3c2f10",
-                "fhirServer": ehr.base_url,
-                "fhirAuthorization": {
-                    "access_token": "tok-secret-123456",
-                    "token_type": "Bearer",
-                    "expires_in": 300,
-                    "scope": "patient/*.read",
-                    "subject": "spinecds",
-                },
-                "context": {"userId": "Practitioner/x", "patientId": patient["id"]},
-            }
+            body = fhir_server_request(ehr.base_url, "tok-secret-123456", patient_id=patient["id"])
             statuses.append(client.post(f"/cds-services/{SERVICE}", json=body).status_code)
         for line in (BULK / "Condition.000.ndjson").read_text().splitlines()[:200]:
             all_resources.append(json.loads(line))
