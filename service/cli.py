@@ -15,7 +15,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     reexec_with_malloc_env("service.cli")  # first: the process it replaces should do (and import) little
     try:
-        Settings.from_env()
+        settings = Settings.from_env()
     except ConfigError as exc:
         print(f"spinecds: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -31,10 +31,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     options = {
         **server_options(args.host, args.port, args.workers, args.threads),
-        "logconfig_dict": gunicorn_logconfig(Settings.from_env().log_level),
+        "logconfig_dict": gunicorn_logconfig(settings.log_level),
         "child_exit": lambda _arbiter, worker: worker_exited(worker.pid),
     }
-    settings = Settings.from_env()
     if settings.auth != "required":
         print(
             "spinecds: " + "!" * 72 + "\n"
