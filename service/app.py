@@ -73,12 +73,12 @@ def create_app(
         clock or (lambda: datetime.now(UTC)),
     )
     db = make_engine(settings.database_url)
-    sessions = init_db(db)
+    init_db(db)
 
     app = Flask("spinecds")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["spinecds"] = AppState(settings, pipeline, db, sessions)
+    app.extensions["spinecds"] = AppState(settings, pipeline, db)
     register_error_handlers(app)
     app.register_blueprint(cds_bp)
     app.register_blueprint(ops_bp)
@@ -88,7 +88,7 @@ def create_app(
     app.register_blueprint(api_docs_bp)
     _cors(app, settings.cors_origins)
     _request_context(app)
-    install_auth(app, settings, sessions, clock or (lambda: datetime.now(UTC)))  # docs/security.md
+    install_auth(app, settings, db, clock or (lambda: datetime.now(UTC)))  # docs/security.md
     log.info(
         "spinecds ready: %d rules in %d strata (rule base %s), database %s",
         len(base.rule_ids),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine as SqlEngine
-from sqlalchemy.orm import sessionmaker
 
 from service.cds.pipeline import Pipeline
 from service.config import Settings
@@ -16,4 +15,3 @@ class AppState:
     settings: Settings
     pipeline: Pipeline
     db: SqlEngine
-    sessions: sessionmaker  # type: ignore[type-arg]

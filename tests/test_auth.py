@@ -157,9 +157,11 @@ def test_spec_example_token_verifies_when_the_clock_is_frozen_at_its_time(world:
 
     path = world.tmp / "spec-only.json"
     path.write_text(json.dumps({"issuers": [world.issuers["issuers"][1]]}))
+    db = make_engine(f"sqlite:///{world.tmp / 'frozen.db'}")
+    init_db(db)
     verifier = JwtVerifier(
         load_issuers(str(path), frozenset({"ES384"})),
-        ReplayStore(init_db(make_engine(f"sqlite:///{world.tmp / 'frozen.db'}"))),
+        ReplayStore(db),
         leeway=60,
         max_lifetime=float("inf"),
         now=lambda: 1422568800.0,

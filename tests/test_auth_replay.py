@@ -14,13 +14,12 @@ import pytest
 import yaml
 from flask import Flask
 from sqlalchemy import create_engine, select
-from sqlalchemy.orm import sessionmaker
 from support.jwt_tools import Client
 from support.scratch_db import scratch_postgres
 
 from service.app import create_app
 from service.auth.replay import ReplayStore, ReplayStoreUnavailable
-from service.db import UsedJti
+from service.db import used_jtis
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 T = NOW.timestamp()
@@ -61,15 +60,15 @@ def test_a_replay_on_another_instance_is_refused(tmp_path: Path, own_database: s
 
 
 def test_jti_rows_expire_with_the_token_and_are_purged(own_database: str) -> None:
-    sessions = sessionmaker(create_engine(own_database))
-    store = ReplayStore(sessions)
+    db = create_engine(own_database)
+    store = ReplayStore(db)
     old, live = f"old-{uuid.uuid4()}", f"live-{uuid.uuid4()}"
     assert store.first_use(ISS, old, int(T) - 10, T - 1000)  # expired long ago (the purge is not due yet)
     assert not store.first_use(ISS, old, int(T) - 10, T - 1000)
-    later = ReplayStore(sessions)  # a fresh process: its first use purges
+    later = ReplayStore(db)  # a fresh process: its first use purges
     assert later.first_use(ISS, live, int(T) + 300, T)
-    with sessions() as s:
-        jtis = set(s.scalars(select(UsedJti.jti).where(UsedJti.jti.in_([old, live]))))
+    with db.connect() as conn:
+        jtis = set(conn.scalars(select(used_jtis.c.jti).where(used_jtis.c.jti.in_([old, live]))))
     assert jtis == {live}
 
 
@@ -78,7 +77,7 @@ def test_unreachable_database_gives_503_not_a_pass(tmp_path: Path, caplog: pytes
     app = _app(tmp_path, f"sqlite:///{tmp_path / 'ok.db'}", ehr, "down")
     verifier = app.extensions["spinecds.auth"]
     # the same app, its replay store now on a PostgreSQL port where nothing listens
-    verifier._replay = ReplayStore(sessionmaker(create_engine("postgresql+psycopg2://x:y@127.0.0.1:9/none")))
+    verifier._replay = ReplayStore(create_engine("postgresql+psycopg2://x:y@127.0.0.1:9/none"))
     caplog.set_level(logging.INFO)
     response = app.test_client().get("/cds-services", headers={"Authorization": f"Bearer {ehr.mint(DISCOVERY, T)}"})
     assert response.status_code == 503
@@ -87,6 +86,6 @@ def test_unreachable_database_gives_503_not_a_pass(tmp_path: Path, caplog: pytes
 
 
 def test_replay_store_reports_an_unreachable_database() -> None:
-    store = ReplayStore(sessionmaker(create_engine("postgresql+psycopg2://x:y@127.0.0.1:9/none")))
+    store = ReplayStore(create_engine("postgresql+psycopg2://x:y@127.0.0.1:9/none"))
     with pytest.raises(ReplayStoreUnavailable):
         store.first_use(ISS, "j", int(T) + 60, T)

@@ -20,7 +20,7 @@ from support.cds_checker import check_operation_outcome
 from support.private_pg import PrivateCluster, private_cluster
 
 from service.app import create_app
-from service.db import FeedbackItem
+from service.db import feedback_items
 
 SERVICE = "spine-metastasis-review"
 FEEDBACK = f"/cds-services/{SERVICE}/feedback"
@@ -50,7 +50,7 @@ def stored_counts(cluster: PrivateCluster) -> Counter[str]:
     engine = create_engine(cluster.url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(select(FeedbackItem.card_uuid, func.count()).group_by(FeedbackItem.card_uuid))
+            rows = conn.execute(select(feedback_items.c.card_uuid, func.count()).group_by(feedback_items.c.card_uuid))
             return Counter({card: n for card, n in rows})
     finally:
         engine.dispose()

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from conftest import CASE_NOW
-from sqlalchemy import delete, select
+from sqlalchemy import Row, delete, select
 from support.postgres import postgres_url
 
 from service.app import create_app
-from service.db import FeedbackItem
+from service.db import feedback_items
 
 SERVICE = "spine-metastasis-review"
 
@@ -21,14 +21,14 @@ def storage_app(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     url = f"sqlite:///{tmp_path / 'fb.db'}" if request.param == "sqlite" else postgres_url()
     app = create_app({"database_url": url}, clock=lambda: CASE_NOW)
     state = app.extensions["spinecds"]
-    with state.sessions.begin() as s:
-        s.execute(delete(FeedbackItem))
+    with state.db.begin() as conn:
+        conn.execute(delete(feedback_items))
     return app
 
 
-def _stored(app: Any) -> list[FeedbackItem]:
-    with app.extensions["spinecds"].sessions() as s:
-        return list(s.scalars(select(FeedbackItem).order_by(FeedbackItem.id)))
+def _stored(app: Any) -> list[Row[Any]]:
+    with app.extensions["spinecds"].db.connect() as conn:
+        return list(conn.execute(select(feedback_items).order_by(feedback_items.c.id)))
 
 
 def test_every_item_is_stored(storage_app: Any) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, inspect, text
 from support.gunicorn import spinecds_command
 from support.scratch_db import scratch_postgres
 
-from service.db import Base, init_db
+from service.db import init_db, metadata
 from service.migrations import alembic_config, current_revision, head_revision, upgrade
 
 
@@ -25,7 +25,7 @@ def _diff(url: str) -> list[Any]:
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
-            return list(compare_metadata(context, Base.metadata))
+            return list(compare_metadata(context, metadata))
     finally:
         engine.dispose()
 
@@ -50,7 +50,7 @@ def test_empty_sqlite_upgrades_to_exactly_the_models(tmp_path: Path) -> None:
     before, after = upgrade(url)
     assert (before, after) == (None, head_revision())
     assert _diff(url) == []
-    assert _tables(url) == set(Base.metadata.tables) | {"alembic_version"}
+    assert _tables(url) == set(metadata.tables) | {"alembic_version"}
 
 
 def test_downgrade_to_base_and_back(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_database_made_before_migrations_is_adopted(tmp_path: Path, tables: tupl
     """A database the app created with create_all (every release before migrations) is stamped, then upgraded."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
-    Base.metadata.create_all(engine, tables=[Base.metadata.tables[t] for t in tables] if tables else None)
+    metadata.create_all(engine, tables=[metadata.tables[t] for t in tables] if tables else None)
     engine.dispose()
     _before, after = upgrade(url)
     assert after == head_revision()
@@ -109,7 +109,7 @@ def test_empty_postgres_upgrades_to_exactly_the_models() -> None:
     with scratch_postgres("spinecds_migrate") as url:
         assert upgrade(url) == (None, head_revision())
         assert _diff(url) == []
-        assert _tables(url) == set(Base.metadata.tables) | {"alembic_version"}
+        assert _tables(url) == set(metadata.tables) | {"alembic_version"}
         command.downgrade(alembic_config(url), "base")
         assert _tables(url) == {"alembic_version"}
 
@@ -131,7 +131,7 @@ def test_concurrent_migrators_on_postgres_both_succeed() -> None:
         assert _diff(url) == []
 
 
-@pytest.mark.parametrize("table", sorted(Base.metadata.tables))
+@pytest.mark.parametrize("table", sorted(metadata.tables))
 def test_every_model_table_is_created_by_some_migration(tmp_path: Path, table: str) -> None:
     url = f"sqlite:///{tmp_path / 't.db'}"
     upgrade(url)

@@ -32,7 +32,7 @@ from support.nginx import NginxProxy, nginx_binary
 from support.scratch_db import scratch_postgres
 from support.tls import self_signed_certificate
 
-from service.db import FeedbackItem, IssuedCard, UsedJti
+from service.db import feedback_items, issued_cards, used_jtis
 
 ROOT = Path(__file__).resolve().parent.parent
 CASE = load_json(CASES_DIR / "va-22-worked-example-eligible.json")
@@ -122,9 +122,9 @@ def test_interleaved_calls_and_feedback_stored_exactly_once(cluster: Cluster) ->
     engine = create_engine(cluster.url)
     try:
         with engine.connect() as conn:
-            stored = Counter(conn.execute(select(FeedbackItem.card_uuid)).scalars())
-            issued = Counter(conn.execute(select(IssuedCard.card_uuid)).scalars())
-            tokens = conn.execute(select(func.count()).select_from(UsedJti)).scalar_one()
+            stored = Counter(conn.execute(select(feedback_items.c.card_uuid)).scalars())
+            issued = Counter(conn.execute(select(issued_cards.c.card_uuid)).scalars())
+            tokens = conn.execute(select(func.count()).select_from(used_jtis)).scalar_one()
     finally:
         engine.dispose()
     mine = {card: stored[card] for card in sent}

@@ -24,7 +24,7 @@ from service.config import Settings
 from service.errors import error_response
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, sessionmaker
+    from sqlalchemy.engine import Engine
 
     from .verifier import JwtVerifier
 
@@ -59,7 +59,7 @@ def _count(reason: str) -> None:
 def install_auth(
     app: Flask,
     settings: Settings,
-    sessions: sessionmaker[Session],
+    db: Engine,
     clock: Callable[[], datetime],
     on_failure: Callable[[str], None] = _count,
 ) -> JwtVerifier | None:
@@ -81,7 +81,7 @@ def install_auth(
     issuers = load_issuers(settings.issuers_file, algorithms)
     verifier = JwtVerifier(
         issuers,
-        ReplayStore(sessions),
+        ReplayStore(db),
         leeway=float(settings.jwt_leeway_seconds),
         max_lifetime=float(settings.jwt_max_lifetime_seconds),
         now=lambda: clock().timestamp(),

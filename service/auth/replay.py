@@ -12,11 +12,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import UsedJti
+from service.db import used_jtis
 
 log = logging.getLogger("spinecds.auth")
 PURGE_EVERY_SECONDS = 60.0
@@ -27,8 +27,8 @@ class ReplayStoreUnavailable(Exception):
 
 
 class ReplayStore:
-    def __init__(self, sessions: sessionmaker[Session], monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._sessions = sessions
+    def __init__(self, db: Engine, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._db = db
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._next_purge = 0.0
@@ -37,8 +37,8 @@ class ReplayStore:
         """Record the token; False when this ``(iss, jti)`` was seen before (a replay)."""
         try:
             self._purge_if_due(now)
-            with self._sessions.begin() as session:
-                session.add(UsedJti(iss=iss, jti=jti, expires_at=expires_at))
+            with self._db.begin() as conn:
+                conn.execute(insert(used_jtis).values(iss=iss, jti=jti, expires_at=expires_at))
         except IntegrityError:
             return False
         except SQLAlchemyError as exc:
@@ -50,8 +50,8 @@ class ReplayStore:
             if self._monotonic() < self._next_purge:
                 return
             self._next_purge = self._monotonic() + PURGE_EVERY_SECONDS
-        with self._sessions.begin() as session:
-            result = session.execute(delete(UsedJti).where(UsedJti.expires_at < int(now)))
+        with self._db.begin() as conn:
+            result = conn.execute(delete(used_jtis).where(used_jtis.c.expires_at < int(now)))
         removed = getattr(result, "rowcount", 0)
         if removed:
             log.debug("purged %d expired jti(s)", removed)

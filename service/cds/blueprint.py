@@ -9,10 +9,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from service.db import FeedbackItem, IssuedCard
+from service.db import feedback_items, issued_cards
 from service.errors import ApiError
 from service.ops import metrics
 from service.state import AppState
@@ -114,8 +114,8 @@ def _record_cards(state: AppState, service: ServiceDefinition, hook_instance: st
         for card in cards
     ]
     try:
-        with state.db.begin() as conn:  # one Core insert: the ORM unit of work cost more than the rules
-            conn.execute(insert(IssuedCard), rows)
+        with state.db.begin() as conn:  # one executemany insert
+            conn.execute(insert(issued_cards), rows)
     except SQLAlchemyError:
         # cards are still valid advice; the audit row is lost and that is logged loudly
         log.exception("could not record issued cards")
@@ -128,10 +128,10 @@ def feedback(service_id: str) -> Response:
     state = _state()
     rows = [_feedback_row(service.id, item) for item in items]
     try:
-        with state.sessions.begin() as session:
+        with state.db.begin() as conn:
             for row in rows:
-                if not _already_stored(session, row):
-                    session.add(FeedbackItem(**row))
+                if not _already_stored(conn, row):
+                    conn.execute(insert(feedback_items).values(**row))
     except SQLAlchemyError as exc:
         log.error("feedback not stored: database unavailable (%s)", type(exc).__name__)
         raise ApiError(
@@ -158,22 +158,20 @@ def _feedback_row(service_id: str, item: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _already_stored(session: Session, row: dict[str, Any]) -> bool:
+def _already_stored(conn: Connection, row: dict[str, Any]) -> bool:
     """The same item is stored already: the EHR resent it after a 503 whose commit did land.
 
     Resends come one after another (after Retry-After), so a read in the same transaction suffices.
     """
-    same = select(FeedbackItem).where(
-        FeedbackItem.card_uuid == row["card_uuid"],
-        FeedbackItem.service_id == row["service_id"],
-        FeedbackItem.outcome == row["outcome"],
-        FeedbackItem.outcome_timestamp == row["outcome_timestamp"],
+    f = feedback_items.c
+    same = select(f.accepted_suggestions, f.override_code, f.override_system, f.override_comment).where(
+        f.card_uuid == row["card_uuid"],
+        f.service_id == row["service_id"],
+        f.outcome == row["outcome"],
+        f.outcome_timestamp == row["outcome_timestamp"],
     )
-    return any(
-        (f.accepted_suggestions, f.override_code, f.override_system, f.override_comment)
-        == (row["accepted_suggestions"], row["override_code"], row["override_system"], row["override_comment"])
-        for f in session.scalars(same)
-    )
+    wanted = (row["accepted_suggestions"], row["override_code"], row["override_system"], row["override_comment"])
+    return any(tuple(stored) == wanted for stored in conn.execute(same))
 
 
 def _parse_feedback(body: Any) -> list[dict[str, Any]]:

@@ -96,5 +96,5 @@ def _requests_for(data: Any, hook: str, label: str) -> dict[str, Any]:
 
 @bp.get("/api/feedback-stats")
 def feedback_stats() -> Response:
-    with _state().sessions() as session:
-        return jsonify(feedback_by_rule(session))
+    with _state().db.connect() as conn:
+        return jsonify(feedback_by_rule(conn))

@@ -6,12 +6,12 @@ from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
-from service.db import FeedbackItem, IssuedCard
+from service.db import feedback_items, issued_cards
 
 
-def feedback_by_rule(session: Session) -> dict[str, Any]:
+def feedback_by_rule(conn: Connection) -> dict[str, Any]:
     """Per rule: cards issued, feedback received (accepted / overridden) and the two rates.
 
     A card's latest feedback item counts (an EHR may resend); feedback for a card this service
@@ -19,12 +19,12 @@ def feedback_by_rule(session: Session) -> dict[str, Any]:
     """
     issued: dict[str, list[str]] = {}
     per_rule: dict[str, dict[str, int]] = defaultdict(lambda: {"issued": 0, "accepted": 0, "overridden": 0})
-    for card_uuid, rules in session.execute(select(IssuedCard.card_uuid, IssuedCard.rules)):
+    for card_uuid, rules in conn.execute(select(issued_cards.c.card_uuid, issued_cards.c.rules)):
         issued[card_uuid] = list(rules or [])
         for rule in issued[card_uuid]:
             per_rule[rule]["issued"] += 1
     latest: dict[str, str] = {}
-    rows = session.execute(select(FeedbackItem.card_uuid, FeedbackItem.outcome).order_by(FeedbackItem.id))
+    rows = conn.execute(select(feedback_items.c.card_uuid, feedback_items.c.outcome).order_by(feedback_items.c.id))
     for card_uuid, outcome in rows:
         latest[card_uuid] = outcome
     unmatched = 0

@@ -5,13 +5,13 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool, text
 
-from service.db import Base
+from service.db import metadata
 
 # Any fixed 64-bit number: concurrent `spinecds migrate` runs (e.g. one per pod) queue on it.
 ADVISORY_LOCK_ID = 0x5B1AECD5
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def run_migrations_offline() -> None:
