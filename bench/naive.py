@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
-from flask import Flask, Response, jsonify, request
+from flask import Flask
 from pydantic import ValidationError
+
+from bench.floor_app import create_floor_app
 
 
 def prefetch_resources(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -40,20 +42,10 @@ def validate_all(body: dict[str, Any]) -> tuple[int, int]:
 
 
 def create_naive_app() -> Flask:
-    app = Flask("spinecds-bench-naive")
+    """The floor app, plus full validation of every prefetch resource on each call."""
 
-    @app.post("/cds-services/<service_id>")
-    def call_service(service_id: str) -> Response:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return Response('{"resourceType":"OperationOutcome"}', 400, mimetype="application/json")
+    def validated(body: dict[str, Any]) -> dict[str, str]:
         valid, invalid = validate_all(body)
-        response = jsonify({"cards": []})
-        response.headers["X-Bench-Validated"] = f"{valid} valid, {invalid} invalid"
-        return response
+        return {"X-Bench-Validated": f"{valid} valid, {invalid} invalid"}
 
-    @app.get("/health/ready")
-    def ready() -> Response:
-        return jsonify({"status": "ready"})
-
-    return app
+    return create_floor_app("spinecds-bench-naive", on_body=validated)

@@ -10,14 +10,21 @@ from typing import Any
 from service.config import ConfigError, Settings
 
 
+def _settings() -> Settings | None:
+    """The settings from the environment, or None after saying what is wrong (the caller exits 2)."""
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        print(f"spinecds: configuration error: {exc}", file=sys.stderr)
+        return None
+
+
 def _serve(args: argparse.Namespace) -> int:
     from service.serving import reexec_with_malloc_env
 
     reexec_with_malloc_env("service.cli")  # first: the process it replaces should do (and import) little
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"spinecds: configuration error: {exc}", file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 2
     _prepare_metrics_dir()  # before prometheus_client is imported (it reads PROMETHEUS_MULTIPROC_DIR once)
     from service.app import create_app
@@ -64,10 +71,8 @@ def _prepare_metrics_dir() -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"spinecds: configuration error: {exc}", file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 2
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -86,10 +91,8 @@ def _migrate(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from service.conformance.validate import run
 
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"spinecds: configuration error: {exc}", file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 2
     code, output = run(args.input, as_json=args.json, profiles_dir=settings.profiles_dir)
     print(output, file=sys.stderr if code == 2 else sys.stdout)

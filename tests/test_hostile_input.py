@@ -13,15 +13,12 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import hypothesis.strategies as st
 import pytest
 import requests
 from conftest import CASE_NOW
-from hypothesis import given, settings
 from support.cds_checker import check_operation_outcome
 
 from service.app import create_app
-from service.cds.strict_json import nesting_depth
 
 SERVICE = "spine-metastasis-review"
 CALL = f"/cds-services/{SERVICE}"
@@ -258,39 +255,6 @@ def test_depth_limit_is_exactly_100_levels(client: Any) -> None:
 def test_brackets_inside_strings_do_not_count_as_nesting(client: Any, text: str) -> None:
     body = json.dumps(valid_call()).replace('"id": "p1"', '"id": "p1", "text": "' + text + '"', 1)
     assert client.post(CALL, data=body.encode(), content_type="application/json").status_code == 200
-
-
-def _tree_depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max(map(_tree_depth, value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max(map(_tree_depth, value), default=0)
-    return 0
-
-
-_TRICKY_TEXT = st.text(alphabet=st.sampled_from(list('[]{}"\\:, ab\n\u00e9\u2028')), max_size=12)
-_JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _TRICKY_TEXT,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TRICKY_TEXT, inner, max_size=4),
-    max_leaves=40,
-)
-
-
-@settings(max_examples=400, deadline=None)
-@given(
-    value=_JSON_VALUES,
-    wrappers=st.lists(st.sampled_from(["list", "dict"]), max_size=40),
-    ascii_only=st.booleans(),
-    spaced=st.booleans(),
-)
-def test_nesting_depth_read_from_text_equals_the_parsed_depth(
-    value: Any, wrappers: list[str], ascii_only: bool, spaced: bool
-) -> None:
-    for wrapper in wrappers:  # also deeper than the cheap leaf passes go
-        value = [value, "]}"] if wrapper == "list" else {"[": value, "k": [[]]}
-    separators = (", ", ": ") if spaced else (",", ":")
-    text = json.dumps(value, ensure_ascii=ascii_only, separators=separators, indent=1 if spaced else None)
-    assert nesting_depth(text.encode()) == _tree_depth(value)
 
 
 # ----------------------------------------------------------------------------- huge arrays

@@ -23,6 +23,11 @@ class _Refused(Exception):
     pass
 
 
+def _tree_depth(value: Any) -> int:
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+    return 0 if children is None else 1 + max(map(_tree_depth, children), default=0)
+
+
 def _oracle(data: bytes) -> Any:
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         if len({k for k, _ in items}) != len(items):
@@ -32,15 +37,11 @@ def _oracle(data: bytes) -> Any:
     def constant(name: str) -> Any:
         raise _Refused(name)
 
-    def depth(value: Any) -> int:
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
-        return 0 if children is None else 1 + max(map(depth, children), default=0)
-
     try:
         value = json.loads(data.decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant)
     except (ValueError, RecursionError, _Refused) as exc:
         raise _Refused(type(exc).__name__) from exc
-    if depth(value) > MAX_JSON_DEPTH:
+    if _tree_depth(value) > MAX_JSON_DEPTH:
         raise _Refused("depth")
     return value
 
@@ -135,6 +136,23 @@ def test_any_bytes_at_all(data: bytes) -> None:
 def test_duplicate_keys_escaped_differently_are_refused_and_named() -> None:
     with pytest.raises(ApiError, match="duplicate object key 'a'"):
         parse_json_body(b'{"resourceType":"Patient","\\u0061":1,"a":2}')
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=_VALUES,
+    wrappers=st.lists(st.sampled_from(["list", "dict"]), max_size=40),
+    ascii_only=st.booleans(),
+    spaced=st.booleans(),
+)
+def test_nesting_depth_read_from_text_equals_the_parsed_depth(
+    value: Any, wrappers: list[str], ascii_only: bool, spaced: bool
+) -> None:
+    for wrapper in wrappers:  # also deeper than the cheap leaf passes go
+        value = [value, "]}"] if wrapper == "list" else {"[": value, "k": [[]]}
+    separators = (", ", ": ") if spaced else (",", ":")
+    text = json.dumps(value, ensure_ascii=ascii_only, separators=separators, indent=1 if spaced else None)
+    assert nesting_depth(text.encode()) == _tree_depth(value)
 
 
 def test_nesting_depth_is_read_from_the_text() -> None:
