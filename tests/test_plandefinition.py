@@ -106,3 +106,61 @@ def test_every_rule_a_patient_view_card_cites_is_an_action(client: Any) -> None:
         else:
             assert cited & dependent <= order_actions
     assert seen > 100
+
+
+def test_metadata_is_a_valid_r4_capability_statement_of_the_plan_definition_endpoint(client: Any) -> None:
+    from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+
+    response = _get(client, "/fhir/metadata")
+    assert response.status_code == 200
+    body = response.get_json()
+    CapabilityStatement.model_validate(body)
+    assert body["fhirVersion"] == "4.0.1" and body["kind"] == "instance"
+    (rest,) = body["rest"]
+    (resource,) = rest["resource"]
+    assert resource["type"] == "PlanDefinition"
+    assert {i["code"] for i in resource["interaction"]} == {"read", "search-type"}
+    served = {p["name"] for p in resource["searchParam"]}
+    # every advertised search parameter is honoured, and nothing else is
+    assert client.get("/fhir/PlanDefinition?" + "&".join(f"{p}=x" for p in served)).status_code == 200
+    assert client.get("/fhir/PlanDefinition?code=x").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("query", "accept"),
+    [
+        ("?_format=xml", None),
+        ("?_format=application/fhir%2Bxml", None),
+        ("?_format=ttl", None),
+        ("", "application/fhir+xml"),
+        ("", "application/xml, text/xml"),
+        ("", "text/turtle"),
+        ("?_format=xml", "application/fhir+json"),  # _format overrides Accept
+    ],
+)
+@pytest.mark.parametrize(
+    "path", ["/fhir/metadata", "/fhir/PlanDefinition", "/fhir/PlanDefinition/spine-metastasis-review"]
+)
+def test_formats_other_than_json_are_not_acceptable(client: Any, path: str, query: str, accept: str | None) -> None:
+    headers = {"Accept": accept} if accept else {}
+    response = client.get(path + query, headers=headers)
+    assert response.status_code == 406, (path, query, accept, response.status_code)
+    assert errors_only(check_operation_outcome(response.get_json())) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "accept"),
+    [
+        ("", None),
+        ("", "*/*"),
+        ("", "application/fhir+json"),
+        ("", "application/json"),
+        ("", "application/fhir+xml;q=0.9, application/fhir+json"),
+        ("?_format=json", None),
+        ("?_format=application/fhir%2Bjson", "application/fhir+xml"),
+    ],
+)
+def test_json_is_served_whenever_it_is_acceptable(client: Any, query: str, accept: str | None) -> None:
+    headers = {"Accept": accept} if accept else {}
+    response = client.get("/fhir/metadata" + query, headers=headers)
+    assert response.status_code == 200 and response.mimetype == FHIR_JSON
