@@ -59,6 +59,8 @@ DX = {
     "C90.00": (ICD, "Multiple myeloma not having achieved remission"),
     "C83.39": (ICD, "Diffuse large B-cell lymphoma, extranodal and solid organ sites"),
     "C64.1": (ICD, "Malignant neoplasm of right kidney, except renal pelvis"),
+    "C53.9": (ICD, "Malignant neoplasm of cervix uteri, unspecified"),
+    "C32.9": (ICD, "Malignant neoplasm of larynx, unspecified"),
     "C74.90": (ICD, "Malignant neoplasm of unspecified part of unspecified adrenal gland"),
     "M84.58XA": (ICD, "Pathological fracture in neoplastic disease, other specified site, initial encounter for "
                  "fracture"),
@@ -85,6 +87,7 @@ DX = {
     "I50.9": (ICD, "Heart failure, unspecified"),
     "94222008": (SCT, "Secondary malignant neoplasm of bone"),
     "94602001": (SCT, "Secondary malignant neoplasm of vertebral column"),
+    "372064008": (SCT, "Malignant neoplasm of female breast (disorder)"),
     "408643008": (SCT, "Infiltrating duct carcinoma of breast (disorder)"),
     "254632001": (SCT, "Small cell carcinoma of lung (disorder)"),
     "254637007": (SCT, "Non-small cell lung cancer (disorder)"),
@@ -474,6 +477,12 @@ XFAIL: dict[str, str] = {
     "first-course RT-02 offered",
     "std-mscc-mri-conclusion-code": "[conclusion-code] DiagnosticReport.conclusionCode 71286001 and new G82.22 "
     "deficit not read: no NEU-01",
+    "std-mscc-deficit-g8222-escc3": "[deficit-mscc] new deficit coded G82.22 not read as F-NEURO-DEFICIT (only the "
+    "local code is): no NEU-01 even with ESCC 3",
+    "std-primary-cervix-c539-known": "[primary-list] cervical cancer C53.9 not a known primary: MD-11 asks for it",
+    "std-primary-larynx-c329-known": "[primary-list] laryngeal cancer C32.9 not a known primary: MD-11 asks for it",
+    "std-sup10-breast-snomed-only": "[snomed-primary] breast cancer SNOMED 372064008 not among the listed SNOMED "
+    "primaries: MD-11, no SUP-10",
     "std-mscc-new-deficit-no-mri": "[deficit-mscc] new deficit G82.21 + retention R33.9 with a spinal metastasis "
     "and no MRI is not a suspected MSCC: no NEU-01",
     "std-mscc-order-select-kyphoplasty-cpt-22513": "[deficit-mscc] G82.21 + R33.9 with spinal metastasis not a "
@@ -601,6 +610,18 @@ def mscc_mri_conclusion_code() -> Case:
     p.condition("deficit", "G82.22", onset="2026-05-31", category="encounter-diagnosis")
     return mk("MRI thoracic spine (LOINC 24980-5) whose conclusionCode is SNOMED 71286001 spinal cord compression, "
               "with incomplete paraplegia G82.22 of new onset: NEU-01 critical.",
+              p, {"fire": ["NEU-01"], "not_fire": ROUTINE_SUPPRESSED, **EMERGENCY})
+
+
+@case
+def mscc_deficit_g8222_escc3() -> Case:
+    p = standard("mscc11")
+    p.drop("neuro", "escc")
+    p.local("escc", "escc-grade", {"valueCodeableConcept": cc(LOCAL, "escc-3", "ESCC grade 3")}, level="T12",
+            when="2026-05-31")
+    p.condition("deficit", "G82.22", onset="2026-05-31", category="encounter-diagnosis")
+    return mk("New incomplete paraplegia G82.22 (no local neuro-exam Observation) with ESCC 3 at T12: deficit with "
+              "high-grade ESCC is D-MSCC - NEU-01 critical.",
               p, {"fire": ["NEU-01"], "not_fire": ROUTINE_SUPPRESSED, **EMERGENCY})
 
 
@@ -1031,6 +1052,29 @@ def sup10_breast_hormone_sensitive() -> Case:
     p = standard("hist6")
     return mk("Breast cancer C50.911 (+ SNOMED 408643008): hormonal therapy consideration SUP-10; bone metastasis "
               "without bone-modifying agent: SUP-07.", p, {"fire": ["SUP-10", "SUP-07"], "not_fire": ["RT-08"]})
+
+
+@case
+def sup10_breast_snomed_only() -> Case:
+    p = standard("hist9", primary=("372064008",))
+    return mk("Breast cancer coded only as SNOMED 372064008 'Malignant neoplasm of female breast' (no ICD-10-CM): "
+              "the primary is known (no MD-11) and hormone-sensitive (SUP-10).",
+              p, {"fire": ["SUP-10"], "not_fire": ["MD-11", "RT-08"]})
+
+
+@case
+def primary_cervix_c539_known() -> Case:
+    p = standard("hist10", primary=("C53.9",))
+    return mk("Cervical cancer C53.9 (a gynaecological primary) with a T12 bone metastasis: the primary is known - "
+              "no MD-11; RT-01 for the painful metastasis.", p, {"fire": ["RT-01"], "not_fire": ["MD-11"]})
+
+
+@case
+def primary_larynx_c329_known() -> Case:
+    p = standard("hist11", primary=("C32.9",))
+    p.res["patient"]["gender"] = "male"
+    return mk("Laryngeal cancer C32.9 (a head-and-neck primary) with a T12 bone metastasis: the primary is known - "
+              "no MD-11; RT-01.", p, {"fire": ["RT-01"], "not_fire": ["MD-11"]})
 
 
 @case
