@@ -15,7 +15,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support.cases import CASES_DIR, STANDARD_CASES_DIR, build_request, card_indicators, fired_rules, load_cases
+from support.cases import (
+    CASES_DIR,
+    STANDARD_CASES_DIR,
+    build_request,
+    card_indicators,
+    comparable,
+    fired_rules,
+    load_cases,
+)
 from support.cds_checker import check_cards_response, errors_only
 
 CASES = load_cases(STANDARD_CASES_DIR)
@@ -59,6 +67,19 @@ def test_standard_case(client: Any, name: str, case: dict[str, Any]) -> None:
         assert indicators.get(group) == indicator, f"{name}: card {group}: {indicators}"
     for group in expect.get("absent_cards", []):
         assert group not in indicators, f"{name}: card {group} must not be shown"
+
+
+@pytest.mark.parametrize(
+    ("name", "case"), [(n, c) for n, c in CASES if not c.get("xfail")], ids=[n for n, c in CASES if not c.get("xfail")]
+)
+def test_standard_case_is_order_independent(client: Any, name: str, case: dict[str, Any]) -> None:
+    """Shuffled bundle entries give the same (non-empty, unless the case expects none) cards."""
+    service, body = build_request(case)
+    base = comparable(client.post(f"/cds-services/{service}", json=body).get_json()["cards"])
+    assert base or "no_cards_reason" in case["expect"], f"{name}: no cards to compare"
+    for seed in (1, 2):
+        _, shuffled = build_request(case, shuffle_seed=seed)
+        assert comparable(client.post(f"/cds-services/{service}", json=shuffled).get_json()["cards"]) == base
 
 
 def _asserts_something_positive(expect: dict[str, Any]) -> bool:

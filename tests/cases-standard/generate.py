@@ -487,10 +487,10 @@ XFAIL: dict[str, str] = {
     "and no MRI is not a suspected MSCC: no NEU-01",
     "std-mscc-order-select-kyphoplasty-cpt-22513": "[deficit-mscc] G82.21 + R33.9 with spinal metastasis not a "
     "suspected MSCC: no NEU-01/VA-06 on a CPT 22513 draft",
-    "std-mscc-order-select-medication-draft": "[emergency-hook] G95.20 emergency not shown at order-select when "
-    "only a MedicationRequest is drafted",
-    "std-mscc-order-sign-medication-draft": "[deficit-mscc] G82.21 + R33.9 with spinal metastasis not a suspected "
-    "MSCC: no NEU-01 at order-sign",
+    "std-mscc-order-select-medication-draft": "[emergency-hook] with only a MedicationRequest draft the order "
+    "services answer no cards at all (a ServiceRequest draft gets the G95.20 emergency)",
+    "std-mscc-order-sign-medication-draft": "[emergency-hook] no cards at all with only a MedicationRequest draft; "
+    "and [deficit-mscc] G82.21 + R33.9 with spinal metastasis is not a suspected MSCC",
     "std-mscc-order-sign-vertebroplasty-cpt-22511": "[conclusion-code] lumbar MRI conclusionCode 71286001 + G82.22 "
     "not read: no NEU-01/VA-06 (with the SCD read: VA-22 on a cord compression)",
     "std-mscc-refuted-g9520-not": SCD + ": no VA-22",
@@ -578,6 +578,7 @@ ROUTINE_SUPPRESSED = ["VA-22", "VA-23", "VA-31", "RT-02"]
 @case
 def mscc_problem_list_g9520() -> Case:
     p = standard("mscc1")
+    p.drop("neuro", "mri", "escc")  # compression diagnosed; no normal exam or clear MRI to contradict it
     p.condition("scc", "G95.20", levels=("T12",), onset="2026-05-31", category="encounter-diagnosis")
     return mk("Cord compression on the problem list as ICD-10-CM G95.20 at T12 (with the T12 bone metastasis): "
               "NEU-01 emergency, critical, and no routine eligibility advice (VA-06 instead).",
@@ -587,6 +588,7 @@ def mscc_problem_list_g9520() -> Case:
 @case
 def mscc_snomed_condition() -> Case:
     p = standard("mscc2")
+    p.drop("neuro", "mri", "escc")  # compression diagnosed; no normal exam or clear MRI to contradict it
     p.condition("scc", "71286001", levels=("T12",), onset="2026-05-31", category="encounter-diagnosis")
     return mk("Spinal cord compression as SNOMED CT 71286001 (encounter diagnosis): NEU-01 emergency, critical.",
               p, {"fire": ["NEU-01"], "not_fire": ROUTINE_SUPPRESSED, **EMERGENCY})
@@ -628,6 +630,7 @@ def mscc_deficit_g8222_escc3() -> Case:
 @case
 def mscc_cauda_equina_g834() -> Case:
     p = standard("mscc5", "L3")
+    p.drop("neuro", "mri", "escc")  # compression diagnosed; no normal exam or clear MRI to contradict it
     p.condition("ces", "G83.4", onset="2026-05-31", category="encounter-diagnosis")
     p.condition("retention", "R33.9", onset="2026-05-31", category="encounter-diagnosis")
     return mk("Bone metastasis and fracture at L3, cauda equina syndrome G83.4 with urinary retention R33.9 of new "
@@ -638,6 +641,7 @@ def mscc_cauda_equina_g834() -> Case:
 @case
 def mscc_order_select_medication_draft() -> Case:
     p = standard("mscc6")
+    p.drop("neuro", "mri", "escc")  # compression diagnosed; no normal exam or clear MRI to contradict it
     p.condition("scc", "G95.20", levels=("T12",), onset="2026-05-31", category="encounter-diagnosis")
     return mk("order-select with only a MedicationRequest draft (oxycodone 10 mg SCD) for a patient with G95.20 "
               "cord compression: the emergency outranks whatever is being ordered - NEU-01 critical.",
@@ -777,8 +781,7 @@ def ci_case(pid: str, desc: str, fire: list[str], build: Callable[[Patient], Any
 def va07_sepsis_a4101() -> Case:
     return ci_case("ci1", "Sepsis due to MSSA, ICD-10-CM A41.01 (a child of A41.0): active infection, VA-07 "
                    "critical, not eligible (VA-25).", ["VA-07", "VA-25"],
-                   lambda p: p.condition("sepsis", "A41.01", onset="2026-05-29", category="encounter-diagnosis"),
-                   cards={"va-eligibility": "critical"})
+                   lambda p: p.condition("sepsis", "A41.01", onset="2026-05-29", category="encounter-diagnosis"))
 
 
 @case
