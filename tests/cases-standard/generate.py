@@ -470,8 +470,8 @@ XFAIL: dict[str, str] = {
     "no MD-03",
     "std-md03-cirrhosis-k7460-no-labs": "[liver-coag] liver disease K74.60 is not a reason to suspect coagulopathy "
     "(D-COAG-SUSPECTED): no MD-03 (with the SCD read: MD-04 and VA-22)",
-    "std-md03-warfarin-statement-no-inr": "[med-statement] warfarin as MedicationStatement is not read (and "
-    + SCD + "): no MD-03",
+    "std-md03-warfarin-statement-no-inr": SCD.replace("opioid", "warfarin") + ": no MD-03 (the MedicationStatement "
+    "itself is read once its code is)",
     "std-md04-no-coag-labs-not-suspected": SCD + ": no VA candidate, so no MD-04",
     "std-md12-history-of-irradiation-z923": "[rt-history] Z92.3 history of irradiation is ignored: no MD-12, "
     "first-course RT-02 offered",
@@ -516,7 +516,7 @@ XFAIL: dict[str, str] = {
     "std-rt13-rt-order-on-letrozole": "[rxnorm-scd] letrozole SCD 200064 not recognised as systemic anticancer "
     "therapy: no RT-13",
     "std-sup-fentanyl-patch-scd-refractory": SCD + ": fentanyl patch on step 3 told SUP-01/02/03",
-    "std-sup-morphine-scd-statement": SCD + " [med-statement]: morphine statement -> SUP-02",
+    "std-sup-morphine-scd-statement": SCD + ": morphine statement -> SUP-02",
     "std-sup-percocet-sbd-is-step3": SCD + ": Percocet SBD -> told to move to step 3",
     "std-sup-tramadol-scd-severe": SCD + ": tramadol SCD read as no analgesic (SUP-01)",
     "std-sup06-dexamethasone-scd-long-term": "[rxnorm-scd] dexamethasone SCD 197582 not recognised as a "
@@ -526,8 +526,8 @@ XFAIL: dict[str, str] = {
     "not resolved (and " + SCD + ")",
     "std-va-eligible-medication-reference-included": "[med-reference] medicationReference to an _include'd "
     "Medication not resolved (and " + SCD + ")",
-    "std-va-eligible-medication-statement": "[med-statement] oxycodone MedicationStatement not read (and "
-    + SCD + ")",
+    "std-va-eligible-medication-statement": SCD + ": no VA-22 (the MedicationStatement itself is read once its "
+    "code is)",
     "std-va-eligible-oxycodone-scd": SCD + " (then: [axial-mri] MRI thoracic spine 24980-5 is not axial imaging, "
     "MD-02)",
     "std-va-four-painful-levels-patient-view": "[va26-patient-view] more than three painful levels only checked "
