@@ -470,8 +470,8 @@ XFAIL: dict[str, str] = {
     "no MD-03",
     "std-md03-cirrhosis-k7460-no-labs": "[liver-coag] liver disease K74.60 is not a reason to suspect coagulopathy "
     "(D-COAG-SUSPECTED): no MD-03 (with the SCD read: MD-04 and VA-22)",
-    "std-md03-warfarin-statement-no-inr": SCD.replace("opioid", "warfarin") + ": no MD-03 (the MedicationStatement "
-    "itself is read once its code is)",
+    "std-md03-warfarin-statement-no-inr": "[rxnorm-scd] warfarin SCD 855332 not recognised as an anticoagulant "
+    "(ingredient-level match only): no MD-03 (the MedicationStatement itself is read once its code is)",
     "std-md04-no-coag-labs-not-suspected": SCD + ": no VA candidate, so no MD-04",
     "std-md12-history-of-irradiation-z923": "[rt-history] Z92.3 history of irradiation is ignored: no MD-12, "
     "first-course RT-02 offered",
