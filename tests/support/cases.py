@@ -1,4 +1,5 @@
-"""Patient cases: one JSON file per case under tests/cases/ (see tests/cases/README.md)."""
+"""Patient cases: one JSON file per case under tests/cases/ (see tests/cases/README.md) and, coded only in
+standard terminologies, under tests/cases-standard/ (see tests/cases-standard/README.md)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,23 @@ from service.cds.definitions import PREFETCH
 from service.offline.inputs import KEY_FOR_TYPE
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
+STANDARD_CASES_DIR = Path(__file__).resolve().parent.parent / "cases-standard"
 LOCAL = "https://fhir.spinecds.org/CodeSystem/spinecds-local"
-PS_PAIN = {"89247-1", "89243-0", "72514-3"}
+# performance status and pain scores (ECOG, Karnofsky, pain NRS, pain severity reported) travel in ps_pain
+PS_PAIN = {"89247-1", "89243-0", "72514-3", "38208-5"}
 # one source of truth: the service's prefetch templates (service/cds/definitions.py)
 KEY_BY_TYPE = KEY_FOR_TYPE
 ALL_KEYS = list(PREFETCH)
 
 
-def load_cases() -> list[tuple[str, dict[str, Any]]]:
-    return [(p.stem, json.loads(p.read_text(encoding="utf-8"))) for p in sorted(CASES_DIR.glob("*.json"))]
+def load_cases(directory: Path = CASES_DIR) -> list[tuple[str, dict[str, Any]]]:
+    return [(p.stem, json.loads(p.read_text(encoding="utf-8"))) for p in sorted(directory.glob("*.json"))]
 
 
 def _key_for(resource: dict[str, Any]) -> str:
     rtype = resource["resourceType"]
+    if rtype == "Medication":  # as `MedicationRequest?...&_include=MedicationRequest:medication` returns it
+        return "meds"
     if rtype != "Observation":
         return KEY_BY_TYPE[rtype]
     codings = resource.get("code", {}).get("coding", [])
@@ -33,6 +38,12 @@ def _key_for(resource: dict[str, Any]) -> str:
     if any(c.get("code") in PS_PAIN for c in codings):
         return "ps_pain"
     return "labs"
+
+
+def _entry(resource: dict[str, Any]) -> dict[str, Any]:
+    if resource["resourceType"] == "Medication":
+        return {"resource": resource, "search": {"mode": "include"}}
+    return {"resource": resource}
 
 
 def build_request(case: dict[str, Any], *, shuffle_seed: int | None = None) -> tuple[str, dict[str, Any]]:
@@ -48,13 +59,13 @@ def build_request(case: dict[str, Any], *, shuffle_seed: int | None = None) -> t
         if key == "patient":
             prefetch[key] = patient
             continue
-        entries = [{"resource": r} for r in resources if r["resourceType"] != "Patient" and _key_for(r) == key]
+        entries = [_entry(r) for r in resources if r["resourceType"] != "Patient" and _key_for(r) == key]
         if shuffle_seed is not None:
             random.Random(shuffle_seed).shuffle(entries)
         prefetch[key] = {
             "resourceType": "Bundle",
             "type": "searchset",
-            "total": len(entries),
+            "total": sum(1 for e in entries if "search" not in e),
             **({"entry": entries} if entries else {}),
         }
     for key in case.get("null_keys", []):
