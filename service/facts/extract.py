@@ -445,14 +445,137 @@ def brace(inp: ExtractionInput) -> list[Fact]:
 # ----------------------------------------------------------------------------- neurology
 
 
+REPORT_STATUSES = {"final", "amended", "corrected", "preliminary", "available"}
+
+
+def imaging_reports(inp: ExtractionInput) -> list[dict[str, Any]]:
+    """DiagnosticReports and ImagingStudies that count (not registered, cancelled or entered in error)."""
+    return [r for r in inp.of("DiagnosticReport") + inp.of("ImagingStudy") if r.get("status") in REPORT_STATUSES]
+
+
+def imaging_findings(inp: ExtractionInput, vs_id: str) -> list[dict[str, Any]]:
+    """Imaging conclusions within imaging.window_days coded in ``vs_id``, latest first.
+
+    A DiagnosticReport's ``conclusionCode``, or a finding Observation whose ``valueCodeableConcept`` is in
+    the ValueSet, or whose ``code`` is and whose value is not ``false`` (a negated finding does not count).
+    """
+    window = inp.days("imaging.window_days")
+    found = []
+    for r in inp.of("DiagnosticReport"):
+        if r.get("status") in REPORT_STATUSES and any(
+            inp.vocab.concept_in(vs_id, c) for c in r.get("conclusionCode") or []
+        ):
+            found.append(r)
+    for o in inp.counted_observations():
+        if inp.vocab.concept_in(vs_id, o.get("valueCodeableConcept")) or (
+            inp.vocab.concept_in(vs_id, o.get("code")) and fd.boolean_value(o) is not False
+        ):
+            found.append(o)
+    dated = [(r, fd.resource_time(r)) for r in found]
+    recent = [(r, t) for r, t in dated if t is not None and inp.now - t <= window]
+    recent.sort(key=lambda rt: (rt[1], str(rt[0].get("id"))), reverse=True)
+    return [r for r, _ in recent]
+
+
 @extractor("F-SCC-SYMPT")
 def cord_compression(inp: ExtractionInput) -> list[Fact]:
-    return [condition_fact(inp, "F-SCC-SYMPT", "cord-compression", "spinal cord/cauda equina compression")]
+    """Cord / cauda equina compression on the problem list or in a recent imaging conclusion."""
+    coded = sorted(conditions_in(inp, "cord-compression"), key=fd.ref)
+    imaged = imaging_findings(inp, "cord-compression")
+    if coded or imaged:
+        parts = ["on the problem list"] if coded else []
+        for r in imaged[:1]:
+            when = fd.resource_time(r)
+            parts.append(f"on imaging ({fd.ref(r)}, {when.date().isoformat() if when else 'undated'})")
+        return [
+            known(
+                "F-SCC-SYMPT",
+                True,
+                [fd.ref(c) for c in coded + imaged],
+                "spinal cord/cauda equina compression " + " and ".join(parts),
+            )
+        ]
+    if inp.has("conditions"):
+        return [
+            known("F-SCC-SYMPT", False, note="no cord/cauda equina compression on the problem list or recent imaging")
+        ]
+    return [unknown("F-SCC-SYMPT", "problem list not available")]
 
 
-@extractor("F-NEURO-DEFICIT")
+def onset_time(cond: Resource) -> datetime | None:
+    """When a condition began: onset, else the date it was recorded."""
+    period = cond.get("onsetPeriod") or {}
+    for value in (cond.get("onsetDateTime"), period.get("start") if isinstance(period, Mapping) else None):
+        t = fd.parse_time(value)
+        if t:
+            return t
+    return fd.parse_time(cond.get("recordedDate"))
+
+
+@extractor("F-NEURO-DEFICIT", "F-NEURO-DEFICIT-NEW")
 def neuro_deficit(inp: ExtractionInput) -> list[Fact]:
-    return [local_bool(inp, "F-NEURO-DEFICIT", "neuro-deficit", "neurological deficit", "imaging.window_days")]
+    """A neurological deficit (problem list or exam), and whether it is new (neuro.new_deficit_window_days).
+
+    F-NEURO-DEFICIT: a deficit Condition (standard codes, ValueSet neuro-deficit) or the local exam finding
+    within imaging.window_days. F-NEURO-DEFICIT-NEW: a deficit with onset (else recorded date), or an exam
+    finding it (when no coded deficit explains it), within the new-deficit window; unknown when a deficit has
+    no date or no exam is recorded.
+    """
+    exam = local_bool(inp, "F-NEURO-DEFICIT", "neuro-deficit", "neurological deficit", "imaging.window_days")
+    coded = sorted(conditions_in(inp, "neuro-deficit"), key=fd.ref)
+    window = inp.days("neuro.new_deficit_window_days")
+    days = f"{inp.thresholds['neuro.new_deficit_window_days']:g} days"
+    if coded:
+        deficit = known("F-NEURO-DEFICIT", True, [fd.ref(c) for c in coded], "neurological deficit on the problem list")
+    else:
+        deficit = exam
+    dated = [(c, onset_time(c)) for c in coded]
+    new = [(c, t) for c, t in dated if t is not None and inp.now - t <= window]
+    undated = [c for c, t in dated if t is None]
+    exam_time = None
+    if exam.known and exam.value is True and exam.refs:
+        exam_obs = next((o for o in local_obs(inp, "neuro-deficit") if fd.ref(o) == exam.refs[0]), None)
+        exam_time = fd.observation_time(exam_obs) if exam_obs else None
+    if new:
+        first = min(t for _, t in new)
+        fresh = known(
+            "F-NEURO-DEFICIT-NEW",
+            True,
+            [fd.ref(c) for c, _ in new],
+            f"new neurological deficit: onset {first.date().isoformat()}, within {days}",
+        )
+    elif exam_time is not None and inp.now - exam_time <= window and not coded:
+        fresh = known(
+            "F-NEURO-DEFICIT-NEW",
+            True,
+            list(exam.refs),
+            f"neurological deficit found on exam {exam_time.date().isoformat()}, within {days}",
+        )
+    elif undated:
+        fresh = unknown(
+            "F-NEURO-DEFICIT-NEW",
+            "neurological deficit coded without onset or recorded date",
+            [fd.ref(c) for c in undated],
+        )
+    elif coded:
+        oldest = min(t for _, t in dated if t is not None)
+        fresh = known(
+            "F-NEURO-DEFICIT-NEW",
+            False,
+            [fd.ref(c) for c in coded],
+            f"neurological deficit known since {oldest.date().isoformat()}, before the last {days}",
+        )
+    elif exam.known and exam.value is True:
+        fresh = unknown(
+            "F-NEURO-DEFICIT-NEW",
+            f"deficit on exam older than {days}: whether it is new is not documented",
+            list(exam.refs),
+        )
+    elif exam.known:
+        fresh = known("F-NEURO-DEFICIT-NEW", False, list(exam.refs), "no neurological deficit on the recent exam")
+    else:
+        fresh = unknown("F-NEURO-DEFICIT-NEW", exam.note or "no neurological exam documented")
+    return [deficit, fresh]
 
 
 # ----------------------------------------------------------------------------- contraindications
@@ -693,11 +816,7 @@ def drugs(inp: ExtractionInput) -> list[Fact]:
 @extractor("F-AXIAL-IMG", "F-MRI")
 def imaging(inp: ExtractionInput) -> list[Fact]:
     window = inp.days("imaging.window_days")
-    reports = [
-        r
-        for r in inp.of("DiagnosticReport") + inp.of("ImagingStudy")
-        if r.get("status") in {"final", "amended", "corrected", "preliminary", "available"}
-    ]
+    reports = imaging_reports(inp)
 
     def recent(vs_id: str) -> list[dict[str, Any]]:
         out = []
