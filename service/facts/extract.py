@@ -748,57 +748,142 @@ def _prediction_at(assessment: Resource, lo: float, hi: float) -> float | None:
 # ----------------------------------------------------------------------------- radiotherapy and drugs
 
 
-@extractor("F-PRIOR-RT", "F-PRIOR-RT-DAYS", "F-PRIOR-RT-DOSE-KNOWN", "F-PAIN-PERSIST-AFTER-RT")
-def prior_rt(inp: ExtractionInput) -> list[Fact]:
+def disease_levels(inp: ExtractionInput) -> list[str]:
+    """Vertebral levels with a spinal metastasis or a pathological fracture, in spine order."""
+    found = {lvl for lvl in vcf_levels(inp) if lvl in LEVEL_ORDER}
+    for c in conditions_in(inp, "spinal-metastasis"):
+        found.update(levels_of(inp, c))
+    return sorted(found, key=lambda lvl: LEVEL_ORDER.get(lvl, 99))
+
+
+def rt_courses(inp: ExtractionInput) -> list[dict[str, Any]]:
+    """Radiotherapy course Procedures that happened (completed or in progress), latest first."""
     courses = [
         p
         for p in inp.of("Procedure")
         if p.get("status") in {"completed", "in-progress"}
         and inp.vocab.concept_in("radiotherapy-course", p.get("code"))
     ]
-    persist = local_bool(
-        inp, "F-PAIN-PERSIST-AFTER-RT", "pain-persistent-after-rt", "pain persistent/recurrent after RT"
-    )
-    disease_levels = set(vcf_levels(inp))
-    for c in conditions_in(inp, "spinal-metastasis"):
-        disease_levels.update(levels_of(inp, c))
-    spine = [p for p in courses if set(levels_of(inp, p)) & disease_levels or not levels_of(inp, p)]
-    if not spine:
-        if inp.has("procedures"):
-            return [
-                known("F-PRIOR-RT", False, note="no prior radiotherapy course to these levels"),
-                unknown("F-PRIOR-RT-DAYS", "no prior course"),
-                unknown("F-PRIOR-RT-DOSE-KNOWN", "no prior course"),
-                persist,
-            ]
-        return [
-            unknown("F-PRIOR-RT", "radiotherapy history not available"),
-            unknown("F-PRIOR-RT-DAYS", "radiotherapy history not available"),
-            unknown("F-PRIOR-RT-DOSE-KNOWN", "radiotherapy history not available"),
-            persist,
-        ]
-    course = max(spine, key=lambda p: fd.resource_time(p) or inp.now.replace(year=1900))
-    refs = [fd.ref(course)]
+    oldest = datetime.min.replace(tzinfo=inp.now.tzinfo)
+    return sorted(courses, key=lambda p: (fd.resource_time(p) or oldest, str(p.get("id"))), reverse=True)
+
+
+def course_label(inp: ExtractionInput, course: Resource) -> str:
     when = fd.resource_time(course)
     levels = levels_of(inp, course)
-    note = f"prior RT course {'at ' + ', '.join(levels) if levels else '(levels not coded)'}"
-    facts = [known("F-PRIOR-RT", True, refs, note)]
-    facts.append(
-        known("F-PRIOR-RT-DAYS", (inp.now - when).days, refs, f"ended {when.date().isoformat()}")
-        if when
-        else unknown("F-PRIOR-RT-DAYS", "course end date not documented", refs)
-    )
-    dose = any("dose-delivered" in str(ext.get("url", "")) for ext in course.get("extension", []) or [])
-    facts.append(
-        known(
-            "F-PRIOR-RT-DOSE-KNOWN",
-            dose and when is not None,
-            refs,
-            "dose/fractions documented" if dose else "dose to volume not documented",
+    where = ", ".join(levels) if levels else "site not coded"
+    return f"{fd.ref(course)} at {where}, ended {when.date().isoformat() if when else 'on a date not documented'}"
+
+
+def course_site(inp: ExtractionInput, course: Resource) -> str:
+    """'levels' (vertebral levels coded), 'spine' (the spine without levels, or no site: coverage unknown) or
+    'elsewhere' (only non-spinal sites, e.g. chest wall or breast: covers no vertebral level)."""
+    if levels_of(inp, course):
+        return "levels"
+    sites = fd.body_sites(course)
+    if not sites or any(inp.vocab.concept_in("spine-region", site) for site in sites):
+        return "spine"
+    return "elsewhere"
+
+
+def pain_after_rt(inp: ExtractionInput, courses: list[dict[str, Any]]) -> Fact:
+    """Pain persisting or recurring after RT: the latest dated pain score at/after a course ended, at a treated
+    level or without a level; else the local clinician flag."""
+    flag = local_bool(inp, "F-PAIN-PERSIST-AFTER-RT", "pain-persistent-after-rt", "pain persistent/recurrent after RT")
+    scores = observations(inp, lambda o: inp.vocab.concept_in("pain-severity", o.get("code")))
+    for course in courses:
+        ended = fd.resource_time(course)
+        treated = set(levels_of(inp, course))
+        if ended is None or course.get("status") != "completed" or course_site(inp, course) == "elsewhere":
+            continue
+        for o in scores:  # latest first
+            when, value = fd.observation_time(o), fd.numeric_value(o)
+            at = set(levels_of(inp, o))
+            if when is None or value is None or when < ended or (at and treated and not at & treated):
+                continue
+            label = f"pain NRS {value:g} on {when.date().isoformat()} after RT course {course_label(inp, course)}"
+            return known("F-PAIN-PERSIST-AFTER-RT", value >= 1, [fd.ref(o), fd.ref(course)], label)
+    return flag
+
+
+@extractor("F-PRIOR-RT", "F-PRIOR-RT-DAYS", "F-PRIOR-RT-DOSE-KNOWN", "F-PAIN-PERSIST-AFTER-RT")
+def prior_rt(inp: ExtractionInput) -> list[Fact]:
+    """Prior radiotherapy per diseased vertebral level (F-PRIOR-RT(level)), with the interval and dose of the
+    latest course covering the level. RT to T4 says nothing about an unirradiated L2; a course whose only
+    sites are elsewhere (chest wall) covers no level; a course without a site, a spine site without levels or a
+    history of irradiation (Z92.3) leaves the uncovered levels unknown."""
+    courses = rt_courses(inp)
+    persist = pain_after_rt(inp, courses)
+    located: dict[str, list[dict[str, Any]]] = {}
+    unlocated = []
+    for course in courses:
+        kind = course_site(inp, course)
+        if kind == "levels":
+            for lvl in levels_of(inp, course):
+                located.setdefault(lvl, []).append(course)
+        elif kind == "spine":
+            unlocated.append(course)
+    history = conditions_in(inp, "history-of-irradiation")
+    levels = disease_levels(inp)
+    elsewhere_note = "; ".join(course_label(inp, c) for cs in located.values() for c in cs[:1])
+    facts: list[Fact] = []
+    irradiated = False
+    for lvl in levels or [PATIENT_LEVEL]:
+        covering = located.get(lvl, []) if lvl != PATIENT_LEVEL else []
+        if covering:
+            irradiated = True
+            course = covering[0]
+            refs = [fd.ref(course)]
+            when = fd.resource_time(course)
+            facts.append(known("F-PRIOR-RT", True, refs, f"prior RT course {course_label(inp, course)}", level=lvl))
+            facts.append(
+                known("F-PRIOR-RT-DAYS", (inp.now - when).days, refs, f"ended {when.date().isoformat()}", level=lvl)
+                if when
+                else unknown("F-PRIOR-RT-DAYS", "course end date not documented", refs, level=lvl)
+            )
+            dose = any("dose-delivered" in str(ext.get("url", "")) for ext in course.get("extension", []) or [])
+            facts.append(
+                known(
+                    "F-PRIOR-RT-DOSE-KNOWN",
+                    dose and when is not None,
+                    refs,
+                    "dose/fractions documented" if dose else "dose to volume not documented",
+                    level=lvl,
+                )
+            )
+            continue
+        where = f"at {lvl}" if lvl != PATIENT_LEVEL else "to the spinal disease (its level is not coded)"
+        if unlocated:
+            facts.append(
+                unknown(
+                    "F-PRIOR-RT",
+                    f"radiotherapy course without vertebral levels: {course_label(inp, unlocated[0])}",
+                    [fd.ref(c) for c in unlocated],
+                    level=lvl,
+                )
+            )
+        elif history:
+            facts.append(
+                unknown(
+                    "F-PRIOR-RT",
+                    "history of irradiation on the problem list: site and dates not documented",
+                    [fd.ref(c) for c in history],
+                    level=lvl,
+                )
+            )
+        elif lvl == PATIENT_LEVEL and located:
+            facts.append(unknown("F-PRIOR-RT", f"prior spine RT ({elsewhere_note}); metastasis level not coded"))
+        elif inp.has("procedures"):
+            other = f" (prior course: {elsewhere_note})" if elsewhere_note else ""
+            facts.append(known("F-PRIOR-RT", False, note=f"no prior radiotherapy {where}{other}", level=lvl))
+        else:
+            facts.append(unknown("F-PRIOR-RT", "radiotherapy history not available", level=lvl))
+    if not irradiated:
+        why = (
+            "no prior course to the diseased levels" if inp.has("procedures") else "radiotherapy history not available"
         )
-    )
-    facts.append(persist)
-    return facts
+        facts += [unknown("F-PRIOR-RT-DAYS", why), unknown("F-PRIOR-RT-DOSE-KNOWN", why)]
+    return facts + [persist]
 
 
 @extractor("F-STEROID", "F-BMA", "F-SYSTX")
