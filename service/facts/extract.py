@@ -198,19 +198,83 @@ def med_fact(inp: ExtractionInput, fid: str, vs_id: str, label: str, *, active_o
 # ----------------------------------------------------------------------------- disease
 
 
+# mCODE's nonspecific secondary cancer condition ("secondary malignant neoplastic disease", no site): a
+# metastasis somewhere, not a bone metastasis, unless the Condition names a vertebral level.
+NONSPECIFIC_SECONDARY = frozenset({("http://snomed.info/sct", "128462008")})
+
+
+def nonspecific_only(cond: Resource) -> bool:
+    pairs = {(c.get("system"), c.get("code")) for c in codings(cond.get("code"))}
+    return bool(pairs) and pairs <= NONSPECIFIC_SECONDARY
+
+
+def skeletal_conditions(inp: ExtractionInput) -> list[dict[str, Any]]:  # in input order, like conditions_in
+    """Conditions that put disease in the spine: a bone/spinal metastasis (a nonspecific secondary only with
+    a vertebral level), myeloma or solitary plasmacytoma of bone (skeletal by nature), or a lymphoma with a
+    vertebral bodySite."""
+    found = []
+    for c in conditions_in(inp, "spinal-metastasis"):
+        levels = levels_of(inp, c)
+        if levels or (not fd.body_sites(c) and not nonspecific_only(c)):
+            found.append(c)
+    found += [c for c in conditions_in(inp, "skeletal-haematological") if c not in found]
+    found += [c for c in conditions_in(inp, "lymphoma") if c not in found and levels_of(inp, c)]
+    return found
+
+
 @extractor("F-MET")
 def spinal_metastasis(inp: ExtractionInput) -> list[Fact]:
-    found = conditions_in(inp, "spinal-metastasis")
-    spinal = [c for c in found if levels_of(inp, c) or not fd.body_sites(c)]
+    spinal = skeletal_conditions(inp)
     if spinal:
         levels = sorted({lvl for c in spinal for lvl in levels_of(inp, c)}, key=lambda x: LEVEL_ORDER.get(x, 99))
         note = (
             f"spinal/bone metastasis at {', '.join(levels)}" if levels else "bone metastasis, vertebral level not coded"
         )
+        if any(inp.vocab.concept_in("skeletal-haematological", c.get("code")) for c in spinal):
+            note += " (myeloma/plasmacytoma: skeletal disease)"
         return [known("F-MET", True, [fd.ref(c) for c in spinal], note)]
     if inp.has("conditions"):
         return [known("F-MET", False, note="no spinal metastasis on the obtained problem list")]
     return [unknown("F-MET", "problem list not available")]
+
+
+def age_years(inp: ExtractionInput) -> int | None:
+    for patient in inp.of("Patient")[:1]:
+        born = fd.parse_time(patient.get("birthDate"))
+        if born is not None:
+            now = inp.now
+            return now.year - born.year - ((now.month, now.day) < (born.month, born.day))
+    return None
+
+
+@extractor("F-SCOPE")
+def scope(inp: ExtractionInput) -> list[Fact]:
+    """Who the service's cancer-pain and augmentation advice is for: an adult with cancer ("adult-cancer"), or
+    out of scope: "paediatric" (age below scope.adult_min_age_years) or "no-cancer" (e.g. an osteoporotic
+    fracture: no malignancy on the obtained problem list). Unknown without a birth date or problem list."""
+    age = age_years(inp)
+    adult_at = inp.thresholds["scope.adult_min_age_years"]
+    if age is not None and age < adult_at:
+        return [known("F-SCOPE", "paediatric", [], f"age {age} years (below {adult_at:g})")]
+    cancer = (
+        conditions_in(inp, "malignancy")
+        + conditions_in(inp, "primary-cancer")
+        + conditions_in(inp, "spinal-metastasis")
+    )
+    if age is None:
+        return [unknown("F-SCOPE", "patient birth date not documented")]
+    if cancer:
+        first = min(fd.ref(c) for c in cancer)
+        return [known("F-SCOPE", "adult-cancer", [first], f"age {age} years; cancer on the problem list")]
+    if inp.has("conditions"):
+        return [known("F-SCOPE", "no-cancer", [], f"age {age} years; no malignancy on the obtained problem list")]
+    return [unknown("F-SCOPE", "problem list not available")]
+
+
+@extractor("F-LIVER-DISEASE")
+def liver_disease(inp: ExtractionInput) -> list[Fact]:
+    """Chronic liver disease (cirrhosis): a reason to suspect coagulopathy (D-COAG-SUSPECTED, SC-46)."""
+    return [condition_fact(inp, "F-LIVER-DISEASE", "liver-disease", "cirrhosis / chronic liver disease")]
 
 
 @extractor("F-PRIM", "F-MYELOMA", "F-PRIM-HORMONE", "F-PRIM-SEED-DELTA")
@@ -245,7 +309,7 @@ def primary(inp: ExtractionInput) -> list[Fact]:
 @extractor("F-MET-LEVELS", "F-LESION-SIZE")
 def metastatic_burden(inp: ExtractionInput) -> list[Fact]:
     """How many vertebral levels carry metastasis, and the largest lesion diameter (SUP-09)."""
-    found = conditions_in(inp, "spinal-metastasis")
+    found = skeletal_conditions(inp)
     levels = sorted({lvl for c in found for lvl in levels_of(inp, c)}, key=lambda x: LEVEL_ORDER.get(x, 99))
     if found and all(levels_of(inp, c) for c in found):
         count = known(
@@ -282,7 +346,7 @@ def vcf_levels(inp: ExtractionInput) -> dict[str, list[str]]:
     return inp._vcf_levels
 
 
-@extractor("F-VCF", "F-ACUTE")
+@extractor("F-VCF", "F-ACUTE", "F-ACUTE-LEVELS")
 def fractures(inp: ExtractionInput) -> list[Fact]:
     levels = vcf_levels(inp)
     if not levels:
@@ -290,12 +354,31 @@ def fractures(inp: ExtractionInput) -> list[Fact]:
             return [
                 known("F-VCF", False, note="no pathological vertebral fracture on the obtained problem list"),
                 unknown("F-ACUTE", "no fracture to date"),
+                known("F-ACUTE-LEVELS", 0, note="no pathological vertebral fracture on the obtained problem list"),
             ]
-        return [unknown("F-VCF", "problem list not available"), unknown("F-ACUTE", "problem list not available")]
+        return [
+            unknown("F-VCF", "problem list not available"),
+            unknown("F-ACUTE", "problem list not available"),
+            unknown("F-ACUTE-LEVELS", "problem list not available"),
+        ]
     facts: list[Fact] = []
+    acute: list[Fact] = []
     for lvl, refs in levels.items():
         facts.append(known("F-VCF", True, refs, f"pathological vertebral fracture at {lvl}", level=lvl))
         facts.append(acuity(inp, lvl, single=len(levels) == 1))
+        if facts[-1].known and facts[-1].value in {"acute", "subacute"} and lvl in LEVEL_ORDER:
+            acute.append(facts[-1])
+    # VA-26 at every hook: how many fractured levels are acute or subacute (a lower bound when some are unknown)
+    acute.sort(key=lambda f: LEVEL_ORDER.get(f.level, 99))
+    names = [f.level for f in acute]
+    facts.append(
+        known(
+            "F-ACUTE-LEVELS",
+            len(acute),
+            [r for f in acute for r in f.refs[:1]],
+            f"acute/subacute fractures at {', '.join(names)}" if names else "no fracture documented as acute",
+        )
+    )
     return facts
 
 
@@ -751,7 +834,7 @@ def _prediction_at(assessment: Resource, lo: float, hi: float) -> float | None:
 def disease_levels(inp: ExtractionInput) -> list[str]:
     """Vertebral levels with a spinal metastasis or a pathological fracture, in spine order."""
     found = {lvl for lvl in vcf_levels(inp) if lvl in LEVEL_ORDER}
-    for c in conditions_in(inp, "spinal-metastasis"):
+    for c in skeletal_conditions(inp):
         found.update(levels_of(inp, c))
     return sorted(found, key=lambda lvl: LEVEL_ORDER.get(lvl, 99))
 
@@ -884,6 +967,53 @@ def prior_rt(inp: ExtractionInput) -> list[Fact]:
         )
         facts += [unknown("F-PRIOR-RT-DAYS", why), unknown("F-PRIOR-RT-DOSE-KNOWN", why)]
     return facts + [persist]
+
+
+@extractor("F-PRIOR-VA")
+def prior_augmentation(inp: ExtractionInput) -> list[Fact]:
+    """Prior vertebroplasty/kyphoplasty per level (completed Procedures, CPT 22510-22515): true at each level it
+    treated, false at the other diseased levels when the procedure list was obtained; a procedure without a
+    level leaves the untreated levels unknown."""
+    done = [
+        p
+        for p in inp.of("Procedure")
+        if p.get("status") == "completed" and inp.vocab.concept_in("vertebral-augmentation-procedure", p.get("code"))
+    ]
+    treated: dict[str, list[dict[str, Any]]] = {}
+    unlocated = []
+    for p in done:
+        for lvl in levels_of(inp, p) or ["?"]:
+            if lvl == "?":
+                unlocated.append(p)
+            else:
+                treated.setdefault(lvl, []).append(p)
+    facts = []
+    for lvl, procs in sorted(treated.items(), key=lambda kv: LEVEL_ORDER.get(kv[0], 99)):
+        when = fd.resource_time(procs[0])
+        day = when.date().isoformat() if when else "date not documented"
+        facts.append(
+            known("F-PRIOR-VA", True, [fd.ref(p) for p in procs], f"vertebral augmentation at {lvl} ({day})", level=lvl)
+        )
+    for lvl in disease_levels(inp):
+        if lvl in treated:
+            continue
+        if unlocated:
+            facts.append(
+                unknown(
+                    "F-PRIOR-VA", "prior augmentation without a coded level", [fd.ref(p) for p in unlocated], level=lvl
+                )
+            )
+        elif inp.has("procedures"):
+            facts.append(known("F-PRIOR-VA", False, note=f"no prior augmentation at {lvl}", level=lvl))
+        else:
+            facts.append(unknown("F-PRIOR-VA", "procedure history not available", level=lvl))
+    if not facts:
+        facts.append(
+            known("F-PRIOR-VA", False, note="no prior vertebral augmentation")
+            if inp.has("procedures") and not unlocated
+            else unknown("F-PRIOR-VA", "procedure history not available" if not unlocated else "level not coded")
+        )
+    return facts
 
 
 @extractor("F-STEROID", "F-BMA", "F-SYSTX")
