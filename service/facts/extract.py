@@ -342,6 +342,13 @@ def vcf_levels(inp: ExtractionInput) -> dict[str, list[str]]:
         for c in conditions_in(inp, "pathological-vcf"):
             for lvl in levels_of(inp, c) or ["unspecified"]:
                 out.setdefault(lvl, []).append(fd.ref(c))
+        # a recent imaging conclusion (DiagnosticReport.conclusionCode, finding Observation) documents a
+        # fracture too: at the finding's level, or "unspecified" when neither it nor the problem list names one
+        for r in imaging_findings(inp, "pathological-vcf"):
+            levels = levels_of(inp, r)
+            if levels or not out:
+                for lvl in levels or ["unspecified"]:
+                    out.setdefault(lvl, []).append(fd.ref(r))
         inp._vcf_levels = out
     return inp._vcf_levels
 
