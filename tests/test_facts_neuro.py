@@ -142,3 +142,26 @@ def test_age_and_cancer_scope() -> None:
     assert facts([adult, *METS])[("F-SCOPE", "*")].value == "adult-cancer"
     assert facts([adult, cond("o", ICD, "M80.08XA")])[("F-SCOPE", "*")].value == "no-cancer"
     assert not facts([{"resourceType": "Patient", "id": "p"}, *METS])[("F-SCOPE", "*")].known
+
+
+def rt_course(*sites: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "Procedure",
+        "id": "rt",
+        "status": "completed",
+        "code": cc(SCT, "1217123003"),
+        "bodySite": list(sites),
+        "performedPeriod": {"start": "2025-11-24", "end": "2025-11-28"},
+    }
+
+
+def test_history_of_irradiation_leaves_levels_open_only_without_course_summaries() -> None:
+    z923 = cond("z", ICD, "Z92.3")
+    alone = facts([*METS, z923])
+    assert not alone[("F-PRIOR-RT", "T12")].known and not alone[("F-PRIOR-RT", "L2")].known
+    with_course = facts([*METS, z923, rt_course(T12)])
+    assert with_course[("F-PRIOR-RT", "T12")].value is True
+    assert with_course[("F-PRIOR-RT", "L2")].known and with_course[("F-PRIOR-RT", "L2")].value is False
+    unlocated = facts([*METS, rt_course()])  # a course without any site: every level open
+    assert not unlocated[("F-PRIOR-RT", "L2")].known
+    assert not facts([*METS, rt_course(T12)], ALL - {"procedures"})[("F-PRIOR-RT", "L2")].known

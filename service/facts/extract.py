@@ -952,7 +952,7 @@ def prior_rt(inp: ExtractionInput) -> list[Fact]:
                     level=lvl,
                 )
             )
-        elif history:
+        elif history and not located:  # with course summaries on record, Z92.3 is taken to refer to them
             facts.append(
                 unknown(
                     "F-PRIOR-RT",
