@@ -165,3 +165,14 @@ def test_history_of_irradiation_leaves_levels_open_only_without_course_summaries
     unlocated = facts([*METS, rt_course()])  # a course without any site: every level open
     assert not unlocated[("F-PRIOR-RT", "L2")].known
     assert not facts([*METS, rt_course(T12)], ALL - {"procedures"})[("F-PRIOR-RT", "L2")].known
+
+
+def test_deficit_from_a_standard_coded_finding_observation() -> None:
+    seen = finding("r", code=cc("http://loinc.org", "75325-1"), valueCodeableConcept=cc(SCT, "267064002"))
+    got = facts([*METS, seen])
+    assert got[("F-NEURO-DEFICIT", "*")].value is True
+    assert got[("F-NEURO-DEFICIT-NEW", "*")].value is True  # observed 2 days ago
+    old = {**seen, "effectiveDateTime": "2025-01-01"}
+    assert not facts([*METS, old])[("F-NEURO-DEFICIT", "*")].known
+    denied = finding("n", code=cc(SCT, "267064002"), valueBoolean=False)
+    assert not facts([*METS, denied])[("F-NEURO-DEFICIT", "*")].known

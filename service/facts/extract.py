@@ -593,7 +593,9 @@ def cord_compression(inp: ExtractionInput) -> list[Fact]:
 
 
 def onset_time(cond: Resource) -> datetime | None:
-    """When a condition began: onset, else the date it was recorded."""
+    """When a condition began: onset, else the date it was recorded (an Observation: when it was observed)."""
+    if cond.get("resourceType") == "Observation":
+        return fd.observation_time(cond)
     period = cond.get("onsetPeriod") or {}
     for value in (cond.get("onsetDateTime"), period.get("start") if isinstance(period, Mapping) else None):
         t = fd.parse_time(value)
@@ -612,7 +614,16 @@ def neuro_deficit(inp: ExtractionInput) -> list[Fact]:
     no date or no exam is recorded.
     """
     exam = local_bool(inp, "F-NEURO-DEFICIT", "neuro-deficit", "neurological deficit", "imaging.window_days")
-    coded = sorted(conditions_in(inp, "neuro-deficit"), key=fd.ref)
+    findings = observations(
+        inp,
+        lambda o: (
+            inp.vocab.concept_in("neuro-deficit", o.get("valueCodeableConcept"))
+            or (inp.vocab.concept_in("neuro-deficit", o.get("code")) and fd.boolean_value(o) is not False)
+        ),
+    )
+    recent = inp.days("imaging.window_days")  # a finding is an observation at a time, like the exam
+    findings = [o for o in findings if (t := fd.observation_time(o)) is not None and inp.now - t <= recent]
+    coded = sorted(conditions_in(inp, "neuro-deficit") + findings, key=fd.ref)
     window = inp.days("neuro.new_deficit_window_days")
     days = f"{inp.thresholds['neuro.new_deficit_window_days']:g} days"
     if coded:
