@@ -36,6 +36,8 @@ def patient(pain: int, *, midline: bool | None = True, infection: bool = False) 
         known("F-PLT", 180),
         known("F-INR", 1.1),
         known("F-MET", True, ["Condition/met"]),
+        known("F-SCOPE", "adult-cancer", ["Patient/p"]),
+        known("F-NEURO-DEFICIT-NEW", False),
     ]
     facts.append(known("F-PAIN-MIDLINE", midline) if midline is not None else unknown("F-PAIN-MIDLINE", "exam"))
     return facts

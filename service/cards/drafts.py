@@ -31,7 +31,7 @@ class DraftOrders:
         """The kinds of draft under review (va, rt); None at patient-view, where every card shows."""
         if self.hook not in ORDER_HOOKS:
             return None
-        found = set()
+        found = {"other"}  # whatever is drafted (a medication, or nothing we read): the emergency still shows
         for order in self.orders:
             kinds = {kind for kind, vs_id in ORDER_KINDS.items() if self.concept_in(vs_id, order.get("code"))}
             found |= kinds or {"other"}  # any other order: only what outranks everything (the emergency)

@@ -22,7 +22,10 @@ PREFETCH: dict[str, str] = {
     "meds": f"MedicationRequest?patient={P}&status=active,completed,stopped,on-hold",
     "medstatements": f"MedicationStatement?patient={P}",
     "allergies": f"AllergyIntolerance?patient={P}",
-    "procedures": f"Procedure?patient={P}&code=http://snomed.info/sct|1217123003",
+    # radiotherapy courses (mCODE/CodeX) and prior vertebral augmentation (ValueSet
+    # vertebral-augmentation-procedure: CPT 22510-22515)
+    "procedures": f"Procedure?patient={P}&code=http://snomed.info/sct|1217123003,"
+    + ",".join(f"http://www.ama-assn.org/go/cpt|{code}" for code in range(22510, 22516)),
     "imaging": f"DiagnosticReport?patient={P}&category=RAD&_sort=-date",
     "prognosis": f"RiskAssessment?patient={P}",
 }

@@ -86,8 +86,9 @@ CODED_TYPES = frozenset({"Observation", "DiagnosticReport", "ImagingStudy"})
 def read_by_rules(vocab: Vocabulary) -> Callable[[str, Mapping[str, Any]], bool]:
     """Which prefetch resources the fact extractor can read.
 
-    Observations, DiagnosticReports and ImagingStudies are read only through their ``code`` /
-    ``procedureCode`` (a ValueSet member or a local code); every other type is kept as it is.
+    Observations, DiagnosticReports and ImagingStudies are read only through their ``code``,
+    ``valueCodeableConcept``, ``procedureCode`` or ``conclusionCode`` (a ValueSet member or a local
+    code); every other type is kept as it is.
     Skipping the rest saves their R4B validation: a chart's vital signs, lab panels and notes are
     most of a large prefetch (see docs/performance.md).
     """
@@ -111,9 +112,12 @@ def read_by_rules(vocab: Vocabulary) -> Callable[[str, Mapping[str, Any]], bool]
     def relevant(rtype: str, resource: Mapping[str, Any]) -> bool:
         if rtype not in CODED_TYPES:
             return True
-        procedures = resource.get("procedureCode")
-        return known(resource.get("code")) or (
-            isinstance(procedures, list) and any(known(concept) for concept in procedures)
+        if known(resource.get("code")) or known(resource.get("valueCodeableConcept")):
+            return True
+        # an imaging study's procedure codes, a report's coded conclusions (e.g. cord compression)
+        return any(
+            isinstance(concepts, list) and any(known(concept) for concept in concepts)
+            for concepts in (resource.get("procedureCode"), resource.get("conclusionCode"))
         )
 
     return relevant
