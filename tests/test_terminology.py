@@ -7,6 +7,7 @@ the CDC opioid CDS and VSAC eCQM value sets (service/terminology/sources/).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -169,3 +170,15 @@ def test_snomed_from_published_sets(vocab: Vocabulary, vs_id: str, code: str, na
 def test_non_small_cell_and_non_seminoma_are_not_radiosensitive(vocab: Vocabulary) -> None:
     for code in ("254637007", "432082001"):
         assert not vocab.coding_in("primary-radiosensitive", {"system": SCT, "code": code})
+
+
+@pytest.mark.parametrize(
+    ("key", "vs_ids"),
+    [("labs", ["lab-platelets", "lab-inr", "lab-pt", "lab-aptt"]), ("ps_pain", ["ecog", "karnofsky", "pain-severity"])],
+)
+def test_prefetch_asks_for_every_loinc_code_the_valuesets_hold(vocab: Vocabulary, key: str, vs_ids: list[str]) -> None:
+    from service.cds.definitions import PREFETCH
+
+    asked = set(re.findall(r"http://loinc\.org\|([0-9-]+)", PREFETCH[key]))
+    held = {code for vs_id in vs_ids for system, code in vocab.valueset(vs_id).codes if system == LOINC}
+    assert asked == held

@@ -26,8 +26,9 @@ def _norm(code: str) -> str:
     return code.replace(".", "").upper()
 
 
-def _key(system: str, code: str) -> tuple[str, str]:
-    return (system, _norm(code)) if system == ICD10CM else (system, code)
+def _dotless(system: str, code: str) -> tuple[str, str] | None:
+    """ICD-10-CM codes are also matched as sent without the dot (M4636 for M46.36)."""
+    return (system, _norm(code)) if system == ICD10CM else None
 
 
 @dataclass
@@ -40,7 +41,7 @@ class CompiledValueSet:
     def contains(self, system: str | None, code: str | None) -> bool:
         if not system or not code:
             return False
-        if _key(system, code) in self.codes:
+        if (system, code) in self.codes or _dotless(system, code) in self.codes:
             return True
         if system in self.prefixes:
             normalized = _norm(code)
@@ -118,13 +119,13 @@ def _compile(resource: Mapping[str, Any], levels: dict[tuple[str, str], str]) ->
     vs = CompiledValueSet(id=vs_id, url=str(resource.get("url", "")))
     expansion = resource.get("expansion") or {}
     for member in expansion.get("contains", []):
-        vs.codes.add(_key(member["system"], member["code"]))
+        _add(vs, member["system"], member["code"])
     for include in resource.get("compose", {}).get("include", []):
         system = include.get("system")
         if not system:
             raise VocabularyError(f"ValueSet {vs_id}: include without system")
         for concept in include.get("concept", []):
-            vs.codes.add(_key(system, concept["code"]))
+            _add(vs, system, concept["code"])
             for d in concept.get("designation", []):
                 if d.get("use", {}).get("code") == LEVEL_DESIGNATION:
                     levels[(system, concept["code"])] = d["value"]
@@ -137,6 +138,13 @@ def _compile(resource: Mapping[str, Any], levels: dict[tuple[str, str], str]) ->
                 )
             vs.prefixes.setdefault(system, []).append(_norm(flt["value"]))
     return vs
+
+
+def _add(vs: CompiledValueSet, system: str, code: str) -> None:
+    vs.codes.add((system, code))
+    dotless = _dotless(system, code)
+    if dotless:
+        vs.codes.add(dotless)
 
 
 def _local_level_codes() -> list[str]:
