@@ -522,8 +522,8 @@ def coagulation(inp: ExtractionInput) -> list[Fact]:
     return [
         condition_fact(inp, "F-COAG-DX", "coagulopathy", "coagulopathy/thrombocytopenia"),
         med_fact(inp, "F-ANTICOAG", "anticoagulant", "active anticoagulant", active_only=True),
-        measured(inp, "F-PLT", lab("lab-platelets"), w, "10*9/L", "platelets ×10⁹/L"),
-        measured(inp, "F-INR", lab("lab-inr"), w, "{INR}", "INR"),
+        measured(inp, "F-PLT", lab("lab-platelets"), w, fd.UNIT_FOR_VALUESET["lab-platelets"], "platelets ×10⁹/L"),
+        measured(inp, "F-INR", lab("lab-inr"), w, fd.UNIT_FOR_VALUESET["lab-inr"], "INR"),
         local_bool(inp, "F-COAG-UNCORRECTABLE", "coagulopathy-uncorrectable", "coagulopathy judged uncorrectable"),
     ]
 

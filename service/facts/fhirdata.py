@@ -243,6 +243,8 @@ UNIT_TABLES: dict[str, Mapping[str, float]] = {
     "mo": TIME_IN_MONTHS,
 }
 UNIT_REQUIRED = {"10*9/L": True, "{INR}": False, "mo": True}
+# the unit each lab ValueSet's values are compared in (facts/extract.py coagulation, offline/coverage.py)
+UNIT_FOR_VALUESET = {"lab-platelets": "10*9/L", "lab-inr": "{INR}"}
 
 
 def unit_key(unit: str) -> str:
