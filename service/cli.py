@@ -107,8 +107,17 @@ def _coverage(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings is None:
         return 2
-    code, output = run([Path(p) for p in args.paths], Path(settings.profiles_dir), as_json=args.json, top=args.top)
-    print(output, file=sys.stderr if code == 2 else sys.stdout)
+    code, report, problems = run(
+        [Path(p) for p in args.paths], Path(settings.profiles_dir), as_json=args.json, top=args.top
+    )
+    if report is not None:
+        print(report)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return code
+    print(report)
+    if problems:
+        print("spinecds coverage: " + problems, file=sys.stderr)
     return code
 
 
@@ -131,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     coverage = sub.add_parser(
         "coverage",
         help="report which resources' codes the ValueSets recognise and which codes no ValueSet knows",
-        description="Exit codes: 0 report written; 2 bad input (unreadable or not a recognised format).",
+        description="Exit codes: 0 every input read; 2 some input unreadable or not a recognised format (named on "
+        "stderr; the report covers the rest).",
     )
     coverage.add_argument("paths", nargs="+", help="Bundles, NDJSON files or folders, case files, CDS Hooks requests")
     coverage.add_argument("--json", action="store_true", help="machine-readable report")

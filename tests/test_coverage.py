@@ -113,6 +113,17 @@ def test_patient_case_files_are_mostly_recognised(capsys: pytest.CaptureFixture[
     assert report["types"]["Condition"]["unrecognised"] == 0
 
 
+def test_an_unreadable_file_is_named_and_the_rest_still_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "site.json").write_text(json.dumps(SITE_BUNDLE))
+    (tmp_path / "notes.json").write_text('{"a": 1}')
+    assert main(["coverage", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "MedicationRequest: 5, recognised 2" in captured.out
+    assert "notes.json: not a Bundle" in captured.err
+
+
 @pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"a": 1}'])
 def test_bad_input_exits_2(tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.json"

@@ -78,6 +78,9 @@ DRUGS = [
     ("corticosteroid", "312615", "Prednisone 20 MG Oral Tablet"),
     ("corticosteroid", "259966", "Methylprednisolone 4 MG Oral Tablet"),
     ("neuropathic-adjuvant", "596930", "duloxetine 30 MG Delayed Release Oral Capsule"),
+    ("neuropathic-adjuvant", "310431", "gabapentin 300 MG Oral Capsule"),
+    ("neuropathic-adjuvant", "105029", "gabapentin 300 MG Oral Capsule [Neurontin]"),
+    ("neuropathic-adjuvant", "483450", "pregabalin 75 MG Oral Capsule"),
     ("systemic-anticancer-therapy", "1115447", "1 ML Leuprolide Acetate 11.25 MG/ML Prefilled Syringe"),
 ]
 CLASSES = sorted({vs for vs, _, _ in DRUGS})

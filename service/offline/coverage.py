@@ -255,15 +255,20 @@ def facts_by_valueset(profiles_dir: Path) -> dict[str, list[str]]:
     return {str(v["id"]): list(v.get("facts", [])) for v in index.get("valueSets", [])}
 
 
-def run(paths: list[Path], profiles_dir: Path, *, as_json: bool, top: int = 10) -> tuple[int, str]:
-    """(exit code, report): 0 read, 2 bad input."""
+def run(paths: list[Path], profiles_dir: Path, *, as_json: bool, top: int = 10) -> tuple[int, str | None, list[str]]:
+    """(exit code, report or None when nothing was readable, problems): exit 0 when every input was read,
+    2 when some input is unreadable (the report covers the rest)."""
     coverage = Coverage(Vocabulary.load(profiles_dir), facts_by_valueset(profiles_dir))
-    try:
-        for path in iter_paths(paths):
-            coverage.files += 1
-            coverage.add_all(list(resources_in(path)))
-    except BadInput as exc:
-        return 2, f"spinecds coverage: {exc}"
-    if as_json:
-        return 0, json.dumps(coverage.as_json(top), indent=2)
-    return 0, coverage.as_text(top)
+    problems = []
+    for path in iter_paths(paths):
+        try:
+            resources = list(resources_in(path))
+        except BadInput as exc:
+            problems.append(f"spinecds coverage: {exc}")
+            continue
+        coverage.files += 1
+        coverage.add_all(resources)
+    report = None
+    if coverage.files:
+        report = json.dumps(coverage.as_json(top), indent=2) if as_json else coverage.as_text(top)
+    return (2 if problems else 0), report, problems
