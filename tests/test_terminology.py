@@ -120,6 +120,9 @@ def test_antitussive_codeine_is_no_analgesic_step(vocab: Vocabulary) -> None:
         ("primary-cancer", "C32.0"),  # glottis
         ("primary-cancer", "C74.90"),  # adrenal (neuroblastoma)
         ("primary-cancer", "C88.0"),
+        ("coagulopathy", "D68.32"),  # haemorrhagic disorder due to extrinsic circulating anticoagulants
+        ("coagulopathy", "D69.59"),  # other secondary thrombocytopenia
+        ("coagulopathy", "D65"),
     ],
 )
 def test_icd10cm_descendants(vocab: Vocabulary, vs_id: str, code: str) -> None:
@@ -150,6 +153,11 @@ def test_icd10cm_neighbours_stay_out(vocab: Vocabulary, code: str) -> None:
 )
 def test_loinc_variants(vocab: Vocabulary, vs_id: str, code: str) -> None:
     assert vocab.coding_in(vs_id, {"system": LOINC, "code": code})
+
+
+def test_thrombophilia_is_no_bleeding_coagulopathy(vocab: Vocabulary) -> None:
+    for code in ("D68.51", "D68.61", "D68.69"):
+        assert not vocab.coding_in("coagulopathy", {"system": ICD, "code": code})
 
 
 def test_pain_interference_is_not_pain_severity(vocab: Vocabulary) -> None:
