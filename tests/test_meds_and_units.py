@@ -81,8 +81,17 @@ def test_referenced_medication_in_the_data_reads_like_a_codeable_concept(referen
     assert found["F-ANALG-STEP"].known and found["F-ANALG-STEP"].value == 3
 
 
-def test_an_unresolvable_medication_reference_is_unknown_not_absent() -> None:
-    found = facts(order("m1", medicationReference={"reference": "Medication/missing"}))
+@pytest.mark.parametrize(
+    "reference",
+    [
+        {"reference": "Medication/missing"},
+        {"reference": "#not-contained"},
+        {"display": "oxycodone 5 mg tablet"},
+        {"identifier": {"system": "urn:oid:2.16.840.1.113883.6.69", "value": "1049621"}},
+    ],
+)
+def test_an_unresolvable_medication_reference_is_unknown_not_absent(reference: dict[str, Any]) -> None:
+    found = facts(order("m1", medicationReference=reference))
     for fid in ("F-ANTICOAG", "F-STEROID", "F-ANALG-STEP"):
         assert not found[fid].known, fid
         assert found[fid].refs == ["MedicationRequest/m1"]

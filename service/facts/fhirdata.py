@@ -157,9 +157,11 @@ def medication_concepts(res: Resource, medications: Mapping[str, Resource]) -> l
     if concept:
         return [concept]
     reference = res.get("medicationReference")
+    if reference is None:
+        return []
     target = reference.get("reference") if isinstance(reference, Mapping) else None
     if not isinstance(target, str):
-        return []
+        return None  # a reference by identifier or display only: the drug cannot be read
     medication: Resource | None = None
     if target.startswith("#"):
         medication = next(
