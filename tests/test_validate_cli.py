@@ -98,11 +98,12 @@ def test_broken_mapping_is_found_resource_by_resource(tmp_path: Path) -> None:
 
 
 def test_ndjson_folder_without_findings_exits_0() -> None:
-    """Ten Synthea patients: the one breast-cancer primary (SNOMED 254837009) meets its profile; no findings."""
+    """Ten Synthea patients: the breast-cancer primary (SNOMED 254837009) and the non-small cell lung cancer
+    primary (254637007, recognised through the VSAC eCQM Cancer value set) meet their profile; no findings."""
     result = _run(str(FIXTURES / "smart_bulk_10_patients"))
     assert result.returncode == 0, result.stdout[-500:]
     assert result.stdout.splitlines()[-1].startswith(
-        "2624 resources, 1 meant for a spinecds profile, 1 meet it, 0 finding"
+        "2624 resources, 2 meant for a spinecds profile, 2 meet it, 0 finding"
     )
 
 

@@ -13,11 +13,13 @@ P = "{{context.patientId}}"
 PREFETCH: dict[str, str] = {
     "patient": f"Patient/{P}",
     "conditions": f"Condition?patient={P}&clinical-status=active,recurrence,relapse",
-    "labs": f"Observation?patient={P}&code=http://loinc.org|777-3,http://loinc.org|6301-6,"
-    "http://loinc.org|34714-6,http://loinc.org|5902-2,http://loinc.org|3173-2,http://loinc.org|14979-9"
-    "&_sort=-date",
+    # every LOINC code of the lab and score ValueSets (tests/test_terminology.py checks they agree)
+    "labs": f"Observation?patient={P}&code=http://loinc.org|777-3,http://loinc.org|26515-7,http://loinc.org|778-1,"
+    "http://loinc.org|6301-6,http://loinc.org|34714-6,http://loinc.org|46418-0,http://loinc.org|38875-1,"
+    "http://loinc.org|52129-4,http://loinc.org|5902-2,http://loinc.org|5964-2,http://loinc.org|3173-2,"
+    "http://loinc.org|14979-9&_sort=-date",
     "ps_pain": f"Observation?patient={P}&code=http://loinc.org|89247-1,http://loinc.org|89243-0,"
-    "http://loinc.org|72514-3&_sort=-date",
+    "http://loinc.org|72514-3,http://loinc.org|38208-5,http://loinc.org|38221-8&_sort=-date",
     "findings": f"Observation?patient={P}&code={LOCAL}|&_sort=-date",
     "meds": f"MedicationRequest?patient={P}&status=active,completed,stopped,on-hold",
     "medstatements": f"MedicationStatement?patient={P}",

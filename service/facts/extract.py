@@ -161,6 +161,26 @@ def latest(
     return known(fid, v, [fd.ref(o)], note, level=level)
 
 
+def measured(
+    inp: ExtractionInput, fid: str, obs: list[dict[str, Any]], window: str | None, unit: str, label: str
+) -> Fact:
+    """Latest value converted into the threshold's unit; the latest with a unit that cannot be read is unknown."""
+    valued = [o for o in obs if fd.numeric_value(o) is not None]
+    if valued:
+        try:
+            fd.quantity_in(valued[0], unit)
+        except fd.UnitProblem as problem:
+            return unknown(fid, f"{label}: {problem}; value not compared", [fd.ref(valued[0])])
+
+    def value(o: Resource) -> float | None:
+        try:
+            return fd.quantity_in(o, unit)
+        except fd.UnitProblem:
+            return None
+
+    return latest(inp, fid, valued, window, value, label)
+
+
 def local_obs(inp: ExtractionInput, code: str) -> list[dict[str, Any]]:
     return inp.observations_with_local_code(code)
 
@@ -174,22 +194,38 @@ def levels_of(inp: ExtractionInput, res: Resource) -> list[str]:
     return sorted(found, key=lambda lvl: LEVEL_ORDER.get(lvl, 99))
 
 
-def med_records(inp: ExtractionInput, vs_id: str, *, active_only: bool) -> list[dict[str, Any]]:
+def med_records(
+    inp: ExtractionInput, vs_id: str, *, active_only: bool, unresolved: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Orders/statements in the status window whose drug is in the ValueSet; those whose
+    ``medicationReference`` cannot be resolved are appended to ``unresolved`` when given."""
     statuses = {"active"} if active_only else {"active", "completed", "stopped", "on-hold"}
+    medications = fd.medications_by_id(inp.of("Medication"))
     out = []
     for rtype in ("MedicationRequest", "MedicationStatement"):
         for med in inp.of(rtype):
-            if med.get("status") in statuses and any(
-                inp.vocab.concept_in(vs_id, c) for c in fd.medication_concepts(med)
-            ):
+            if med.get("status") not in statuses:
+                continue
+            concepts = fd.medication_concepts(med, medications)
+            if concepts is None:
+                if unresolved is not None:
+                    unresolved.append(med)
+            elif any(inp.vocab.concept_in(vs_id, c) for c in concepts):
                 out.append(med)
     return out
 
 
 def med_fact(inp: ExtractionInput, fid: str, vs_id: str, label: str, *, active_only: bool) -> Fact:
-    found = med_records(inp, vs_id, active_only=active_only)
+    unresolved: list[dict[str, Any]] = []
+    found = med_records(inp, vs_id, active_only=active_only, unresolved=unresolved)
     if found:
         return known(fid, True, [fd.ref(m) for m in found], f"{label} on the medication list")
+    if unresolved:
+        return unknown(
+            fid,
+            f"{len(unresolved)} medication record(s) reference a Medication that is not in the data",
+            [fd.ref(m) for m in unresolved],
+        )
     if inp.has("meds"):
         return known(fid, False, note=f"no {label} on the obtained medication list")
     return unknown(fid, "medication list not available")
@@ -518,10 +554,18 @@ def pain_character(inp: ExtractionInput) -> list[Fact]:
 
 @extractor("F-ANALG-STEP")
 def analgesic_step(inp: ExtractionInput) -> list[Fact]:
+    unresolved: list[dict[str, Any]] = []
     for step in (3, 2, 1):
-        found = med_records(inp, f"analgesic-step{step}", active_only=False)
-        if found:
+        found = med_records(inp, f"analgesic-step{step}", active_only=False, unresolved=unresolved)
+        if found and (step == 3 or not unresolved):
             return [known("F-ANALG-STEP", step, [fd.ref(m) for m in found], f"WHO step {step} analgesic tried")]
+        if unresolved:  # an order whose drug cannot be read may be a higher step
+            refs = sorted({fd.ref(m) for m in unresolved})
+            return [
+                unknown(
+                    "F-ANALG-STEP", f"{len(refs)} medication record(s) reference a Medication not in the data", refs
+                )
+            ]
     if inp.has("meds"):
         return [known("F-ANALG-STEP", 0, note="no analgesic on the obtained medication list")]
     return [unknown("F-ANALG-STEP", "medication list not available")]
@@ -702,8 +746,8 @@ def coagulation(inp: ExtractionInput) -> list[Fact]:
     return [
         condition_fact(inp, "F-COAG-DX", "coagulopathy", "coagulopathy/thrombocytopenia"),
         med_fact(inp, "F-ANTICOAG", "anticoagulant", "active anticoagulant", active_only=True),
-        latest(inp, "F-PLT", lab("lab-platelets"), w, fd.numeric_value, "platelets ×10⁹/L"),
-        latest(inp, "F-INR", lab("lab-inr"), w, fd.numeric_value, "INR"),
+        measured(inp, "F-PLT", lab("lab-platelets"), w, fd.UNIT_FOR_VALUESET["lab-platelets"], "platelets ×10⁹/L"),
+        measured(inp, "F-INR", lab("lab-inr"), w, fd.UNIT_FOR_VALUESET["lab-inr"], "INR"),
         local_bool(inp, "F-COAG-UNCORRECTABLE", "coagulopathy-uncorrectable", "coagulopathy judged uncorrectable"),
     ]
 
@@ -788,17 +832,9 @@ def performance(inp: ExtractionInput) -> list[Fact]:
 
 
 def life_expectancy(inp: ExtractionInput) -> Fact:
+    """In months; a unit given only as text ("years", "weeks") is read, a missing or unknown one is unknown."""
     obs = local_obs(inp, "life-expectancy-estimate")
-
-    def months(o: Resource) -> float | None:
-        q = o.get("valueQuantity") or {}
-        value = fd.numeric_value(o)
-        if value is None:
-            return None
-        unit = str(q.get("code") or q.get("unit") or "mo")
-        return {"wk": value / 4.345, "d": value / 30.44, "a": value * 12}.get(unit, value)
-
-    return latest(inp, "F-LE", obs, None, months, "life-expectancy estimate (months)")
+    return measured(inp, "F-LE", obs, None, "mo", "life-expectancy estimate (months)")
 
 
 SORG_HORIZONS = {"F-SORG-MORT-90D": (80.0, 100.0), "F-SORG-MORT-1Y": (330.0, 400.0)}

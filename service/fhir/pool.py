@@ -27,6 +27,7 @@ RULE_TYPES: dict[str, str] = {
     "Observation": "observation",
     "MedicationRequest": "medicationrequest",
     "MedicationStatement": "medicationstatement",
+    "Medication": "medication",  # the target of medicationReference (facts/fhirdata.medication_concepts)
     "AllergyIntolerance": "allergyintolerance",
     "Procedure": "procedure",
     "DiagnosticReport": "diagnosticreport",
