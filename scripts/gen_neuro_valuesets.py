@@ -53,6 +53,12 @@ def concept(code: str, display: str, status: str) -> dict[str, Any]:
     return {"extension": [{"url": STATUS_URL, "valueCode": status}], "code": code, "display": display}
 
 
+MALIGNANT_BLOCKS = [
+    "C00-C14", "C15-C26", "C30-C39", "C40-C41", "C43-C44", "C45-C49", "C50", "C51-C58", "C60-C63", "C64-C68",
+    "C69-C72", "C73-C75", "C7A", "C7B", "C76-C80", "C81-C96",
+]  # fmt: skip
+
+
 def isa(system: str, value: str, status: str) -> dict[str, Any]:
     return {
         "extension": [{"url": STATUS_URL, "valueCode": status}],
@@ -427,7 +433,9 @@ def scope_sets() -> dict[str, dict[str, Any]]:
             "'no-cancer': an osteoporotic fracture gets no cancer-pain ladder and no augmentation advice from the "
             "cancer sources. " + gen + " Facts (RULE-CATALOGUE 5.2): F-SCOPE.",
             [
-                isa(ICD, "C", "verified-secondary"),
+                # the blocks of ICD-10-CM chapter 2 that make up C00-C96 (malignant neoplasms); one include each:
+                # several filters in one include would be ANDed
+                *[isa(ICD, block, "verified-secondary") for block in MALIGNANT_BLOCKS],
                 isa(ICD, "M84.5", "verified-secondary"),
                 {
                     "system": SCT,
@@ -472,16 +480,19 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    """Writes the definitions (everything but ``expansion``, which ``scripts/terminology generate`` owns and
+    which a write keeps); ``--check`` compares the definitions only."""
     check = "--check" in argv
     stale = []
     for vs_id, doc in all_sets().items():
         path = PROFILES / f"ValueSet-{vs_id}.json"
-        text = render(doc)
+        current = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        expansion = current.pop("expansion", None)
         if check:
-            if not path.exists() or path.read_text(encoding="utf-8") != text:
+            if render(current) != render(doc):
                 stale.append(path.name)
         else:
-            path.write_text(text, encoding="utf-8")
+            path.write_text(render({**doc, "expansion": expansion} if expansion else doc), encoding="utf-8")
     if stale:
         print("stale (run scripts/gen_neuro_valuesets.py):", ", ".join(stale))
         return 1
