@@ -31,6 +31,21 @@ PREFETCH: dict[str, str] = {
 # fetched, the answer is 412. Every other category missing makes its facts unknown.
 REQUIRED_KEYS = ("patient", "conditions")
 
+# what each key holds, in the words a card uses for it ("the problem list is incomplete")
+KEY_LABELS: dict[str, str] = {
+    "patient": "patient record",
+    "conditions": "problem list",
+    "labs": "lab results",
+    "ps_pain": "performance status and pain scores",
+    "findings": "spine findings",
+    "meds": "medication orders",
+    "medstatements": "medication statements",
+    "allergies": "allergy list",
+    "procedures": "radiotherapy history",
+    "imaging": "imaging reports",
+    "prognosis": "prognosis scores",
+}
+
 # category name used by the fact extractor -> prefetch keys that provide it
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "conditions": ("conditions",),

@@ -76,7 +76,8 @@ class Pipeline:
             frozenset(f.level for f in facts if f.fid == "F-VCF" and f.known and f.value is True),
             hook,
         )
-        cards = build_cards(evaluation, self.base, CardContext(patient_id, self.public_base_url, drafts))
+        context = CardContext(patient_id, self.public_base_url, drafts, prefetch.gap_lines(), prefetch.gaps())
+        cards = build_cards(evaluation, self.base, context)
         return Decision(cards, evaluation, prefetch)
 
 

@@ -1,8 +1,14 @@
 """Prefetch resolution: use what the EHR sent, fetch what is absent, never refetch ``null``.
 
-A key is *complete* when its data are all here: a resource, a Bundle whose ``next`` pages were
-followed, or ``null`` (the EHR says: no data). Only complete categories may be read as closed
-world by the fact extractor (absence of a code = false); anything partial stays unknown.
+A key is *complete* when its data are all here and all usable: a resource, a Bundle whose ``next``
+pages were followed, or ``null`` (the EHR says: no data), with no resource set aside (another
+patient's, see ``service.fhir.pool``). Only complete categories may be read as closed world by the
+fact extractor (absence of a code = false); anything partial stays unknown, while what was read
+from it still counts (a cord compression on a readable Condition is known).
+
+412 is only for a request where nothing decisive can be said: a required key (patient,
+conditions) of which no data arrived at all.
+A ``prefetch.patient`` that is another patient is a contradictory request: 400.
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from service.errors import ApiError
 from service.fhir.client import FetchError, FetchLimits, FhirClient, has_next
-from service.fhir.pool import ResourcePool
+from service.fhir.pool import Intake, ResourcePool
 from service.ops.metrics import timed_fetch
 
-from .definitions import PREFETCH, REQUIRED_KEYS
+from .definitions import KEY_LABELS, PREFETCH, REQUIRED_KEYS
 from .request import HookRequest
 
 log = logging.getLogger("spinecds.prefetch")
@@ -46,6 +53,55 @@ class PrefetchResult:
     complete: set[str] = field(default_factory=set)
     fetched: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    intake: dict[str, Intake] = field(default_factory=dict)  # per prefetch key: what was read, skipped, set aside
+    received: set[str] = field(default_factory=set)  # keys of which data arrived (complete or not)
+
+    def take(self, key: str, payload: Any, where: str) -> Intake:
+        """Read one payload of ``key`` into the pool; the key counts as received."""
+        intake = self.pool.add_payload(payload, where)
+        self.intake.setdefault(key, Intake()).merge(intake)
+        self.received.add(key)
+        return intake
+
+    def settle(self, key: str) -> None:
+        """All of ``key`` arrived: complete unless something in it was set aside or unreadable."""
+        intake = self.intake.get(key)
+        if intake is None or intake.clean:
+            self.complete.add(key)
+            return
+        self.complete.discard(key)
+        if intake.other_patient:
+            self.failed[key] = "held data not about the context patient (set aside)"
+
+    def gaps(self) -> list[dict[str, Any]]:
+        """What made categories incomplete, per key, as counts (for the trace; no identifiers)."""
+        out = []
+        for key in PREFETCH:
+            intake = self.intake.get(key)
+            gap: dict[str, Any] = {}
+            if intake is not None and intake.skipped:
+                gap["skipped"] = dict(sorted(intake.skipped.items()))
+            if intake is not None and intake.other_patient:
+                gap["otherPatient"] = intake.other_patient
+            if gap:
+                out.append({"key": key, **gap})
+        return out
+
+    def gap_lines(self) -> list[str]:
+        """The same in words a clinician reads."""
+        lines = []
+        for gap in self.gaps():
+            label = KEY_LABELS.get(gap["key"], gap["key"])
+            for rtype, n in gap.get("skipped", {}).items():
+                what = f"{n} {rtype}{'s' if n != 1 else ''}" if rtype != "unreadable entry" else f"{n} entries"
+                lines.append(f"{what} could not be read: the {label} is incomplete")
+            if gap.get("otherPatient"):
+                n = gap["otherPatient"]
+                lines.append(
+                    f"{n} resource{'s' if n != 1 else ''} about another patient (or no patient) set aside: "
+                    f"the {label} is incomplete"
+                )
+        return lines
 
 
 def resolve_template(template: str, request: HookRequest) -> str | None:
@@ -86,7 +142,7 @@ def _is_outcome(value: Mapping[str, Any]) -> bool:
 def gather(
     request: HookRequest, limits: FetchLimits, relevant: Callable[[str, Mapping[str, Any]], bool] | None = None
 ) -> PrefetchResult:
-    pool = ResourcePool(relevant=relevant)
+    pool = ResourcePool(relevant=relevant, patient_id=request.patient_id)
     result = PrefetchResult(pool)
     refusal = limits.allowlist.refusal(request.fhir_server) if request.fhir_server else None
     if refusal is not None:  # SPINECDS_FHIR_SERVER_ALLOWLIST: never called, the token goes nowhere
@@ -102,6 +158,7 @@ def gather(
             continue
         if value is None:
             result.complete.add(key)
+            result.received.add(key)
             continue
         if _is_outcome(value):
             pool.add_payload(value, f"prefetch.{key}")
@@ -116,18 +173,24 @@ def gather(
                 )
                 continue
             try:
-                pool.add_payload(client.complete_bundle(dict(value)), f"prefetch.{key}")
-                result.complete.add(key)
+                result.take(key, client.complete_bundle(dict(value)), f"prefetch.{key}")
+                result.settle(key)
             except FetchError as exc:
                 pool.add_payload(value, f"prefetch.{key}")
                 result.failed[key] = str(exc)
             continue
         else:
-            pool.add_payload(value, f"prefetch.{key}")
-            result.complete.add(key)
+            intake = result.take(key, value, f"prefetch.{key}")
+            if key == "patient" and intake.other_patient:
+                raise ApiError(
+                    400,
+                    "prefetch.patient is not the patient of context.patientId",
+                    issues=["prefetch.patient: a Patient other than context.patientId; nothing was evaluated"],
+                )
+            result.settle(key)
             continue
     for key, template in PREFETCH.items():
-        if key in result.complete or key in to_fetch:
+        if key in result.received or key in to_fetch:
             continue
         query = resolve_template(template, request)
         if client is None or query is None:
@@ -151,13 +214,29 @@ def gather(
                 except FetchError as exc:
                     result.failed[key] = str(exc)
                     continue
-                pool.add_payload(data, f"fetched.{key}")
-                result.complete.add(key)
                 result.failed.pop(key, None)
+                result.take(key, data, f"fetched.{key}")
+                result.settle(key)
                 result.fetched.append(key)
-    missing = [k for k in REQUIRED_KEYS if k not in result.complete]
-    if missing:
-        raise PrefetchUnavailable(missing, [f"{k}: {result.failed.get(k, 'unavailable')}" for k in missing])
+    _check_required(result)
+    if pool.other_patient:  # counts and key names only: no identifiers in logs
+        log.warning(
+            "set aside %d resources not about the context patient (keys: %s)",
+            pool.other_patient,
+            ", ".join(g["key"] for g in result.gaps() if g.get("otherPatient")) or "extra keys",
+        )
     if result.failed:
         log.info("prefetch categories unavailable: %s", ", ".join(sorted(result.failed)))
     return result
+
+
+def _check_required(result: PrefetchResult) -> None:
+    """412 only when nothing decisive can be said: a required key of which no data arrived at all.
+
+    A required key that arrived but could not all be read (a Patient failing validation, a skipped
+    Condition) is evaluated as incomplete: what was read still counts, its negatives are unknown.
+    """
+    missing = [k for k in REQUIRED_KEYS if k not in result.received]
+    reasons = [f"{k}: {result.failed.get(k, 'unavailable')}" for k in missing]
+    if missing:
+        raise PrefetchUnavailable(missing, reasons)

@@ -1,0 +1,136 @@
+"""Intake safety: only the context patient's data count, partial data is never complete data.
+
+Each test sends a patient case (tests/cases) changed the way a real EHR or a broken interface
+changes it, and checks what a clinician would see: no other patient's emergency, no "criteria met"
+over a list that could not be read, and the gap said in words on the card and in the trace.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from typing import Any
+
+import pytest
+from conftest import load_json
+from support.cases import CASES_DIR, build_request, fired_rules
+from support.cds_checker import check_cards_response, check_operation_outcome, errors_only
+
+WORKED = load_json(CASES_DIR / "va-22-worked-example-eligible.json")
+EMERGENCY = load_json(CASES_DIR / "cat-neu-01-unrelated-order-emergency.json")
+TRACE = "org.spinecds.trace"
+
+
+def _post(client: Any, case: dict[str, Any]) -> Any:
+    service, body = build_request(case)
+    return client.post(f"/cds-services/{service}", json=body)
+
+
+def _cards(response: Any) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert errors_only(check_cards_response(body, require_uuids=True)) == []
+    cards: list[dict[str, Any]] = body["cards"]
+    return cards
+
+
+def _groups(cards: list[dict[str, Any]]) -> set[str]:
+    return {c["extension"][TRACE]["card"] for c in cards}
+
+
+def _as_patient(resources: list[dict[str, Any]], patient_ref: str, prefix: str) -> list[dict[str, Any]]:
+    """The emergency patient's data as another patient's (ids prefixed, subject/patient = patient_ref)."""
+    out = []
+    for r in resources:
+        if r["resourceType"] == "Patient":
+            continue
+        r = copy.deepcopy(r)
+        r["id"] = prefix + r["id"]
+        for k in ("subject", "patient"):
+            if k in r:
+                r[k] = {"reference": patient_ref}
+        out.append(r)
+    return out
+
+
+# ----------------------------------------------------------------------------- 1. another patient's data
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["Patient/other-b", "https://ehr.example.org/fhir/Patient/other-b", "Patient/other-b/_history/3", "Group/ward-7"],
+)
+def test_another_patients_emergency_is_not_given_to_the_context_patient(
+    client: Any, reference: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    case = {
+        "resources": WORKED["resources"],
+        "other_patient_resources": _as_patient(EMERGENCY["resources"], reference, "b-"),
+    }
+    with caplog.at_level(logging.WARNING, logger="spinecds"):
+        cards = _cards(_post(client, case))
+    rules = fired_rules(cards)
+    assert "NEU-01" not in rules and "emergency-mscc" not in _groups(cards)
+    cited = json.dumps([c["extension"][TRACE]["facts"] for c in cards]) + json.dumps([c["detail"] for c in cards])
+    assert "b-emerg1" not in cited, "no card cites the other patient's resources"
+    # the lists held another patient's data: not complete, so no "criteria met" over them
+    assert "VA-22" not in rules
+    gaps = cards[0]["extension"][TRACE]["dataGaps"]
+    assert any(g.get("otherPatient") for g in gaps), gaps
+    assert "another patient" in cards[0]["detail"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("not about the context patient" in m for m in warnings), warnings
+    assert not any("other-b" in m or "b-emerg1" in m or "worked" in m for m in warnings), "no identifiers in logs"
+
+
+def test_the_context_patients_own_references_in_every_form_count(client: Any) -> None:
+    """Relative, absolute, versioned and urn:uuid (resolved through the Bundle's fullUrl) references."""
+    case = copy.deepcopy(EMERGENCY)
+    case["hook"] = "patient-view"
+    forms = [
+        "Patient/emerg1",
+        "https://ehr.example.org/fhir/Patient/emerg1",
+        "Patient/emerg1/_history/2",
+        "urn:uuid:emerg1",
+    ]
+    for i, r in enumerate(r for r in case["resources"] if r["resourceType"] != "Patient"):
+        r["subject" if "subject" in r else "patient"] = {"reference": forms[i % len(forms)]}
+    cards = _cards(_post(client, case))
+    assert "NEU-01" in fired_rules(cards)
+    assert all(not c["extension"][TRACE].get("dataGaps") for c in cards)
+
+
+def test_urn_uuid_resolved_through_full_url(client: Any) -> None:
+    case = copy.deepcopy(EMERGENCY)
+    case["hook"] = "patient-view"
+    service, body = build_request(case)
+    uuid_ref = "urn:uuid:3f1c8f4e-0c61-4d8e-9b1a-6a9f1f4b2c10"
+    conditions = body["prefetch"]["conditions"]
+    conditions["entry"].append({"fullUrl": uuid_ref, "resource": body["prefetch"]["patient"]})
+    for entry in conditions["entry"]:
+        if entry["resource"]["resourceType"] == "Condition":
+            entry["resource"]["subject"] = {"reference": uuid_ref}
+    cards = _cards(client.post(f"/cds-services/{service}", json=body))
+    assert "NEU-01" in fired_rules(cards)
+
+
+def test_prefetch_patient_of_another_patient_is_400(client: Any) -> None:
+    service, body = build_request(WORKED)
+    body["prefetch"]["patient"] = {"resourceType": "Patient", "id": "other-b", "birthDate": "1950-01-01"}
+    response = client.post(f"/cds-services/{service}", json=body)
+    assert response.status_code == 400, response.get_json()
+    outcome = response.get_json()
+    assert check_operation_outcome(outcome) == []
+    assert "prefetch.patient" in json.dumps(outcome)
+    assert "other-b" not in json.dumps(outcome), "the other patient's id is not echoed"
+
+
+def test_medication_without_patient_reference_is_fine(client: Any) -> None:
+    """A Medication (no subject) sent with the medication list does not make anything incomplete."""
+    service, body = build_request(WORKED)
+    body["prefetch"]["meds"]["entry"].append(
+        {"resource": {"resourceType": "Medication", "id": "m1", "code": {"text": "oxycodone 5 mg tablet"}}}
+    )
+    cards = _cards(client.post(f"/cds-services/{service}", json=body))
+    assert "VA-22" in fired_rules(cards)
