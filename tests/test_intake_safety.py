@@ -134,3 +134,41 @@ def test_medication_without_patient_reference_is_fine(client: Any) -> None:
     )
     cards = _cards(client.post(f"/cds-services/{service}", json=body))
     assert "VA-22" in fired_rules(cards)
+
+
+# ----------------------------------------------------------------------------- 2. skipped resources
+
+
+SEPSIS = load_json(CASES_DIR / "safety-unreadable-sepsis-condition.json")
+
+
+def test_a_condition_that_cannot_be_read_makes_the_problem_list_incomplete(client: Any) -> None:
+    cards = _cards(_post(client, SEPSIS))
+    rules = fired_rules(cards)
+    assert "VA-22" not in rules, "never 'criteria met' while a Condition could not be read"
+    assert "VA-24" in rules
+    va = next(c for c in cards if c["extension"][TRACE]["card"] == "va-eligibility")
+    assert "1 Condition could not be read: the problem list is incomplete" in va["detail"]
+    assert {"key": "conditions", "skipped": {"Condition": 1}} in va["extension"][TRACE]["dataGaps"]
+    facts = {f["id"]: f["value"] for f in va["extension"][TRACE]["facts"]}
+    assert facts.get("F-INFECT", "unknown") == "unknown"
+
+
+def test_two_unreadable_conditions_are_counted_in_words(client: Any) -> None:
+    case = copy.deepcopy(SEPSIS)
+    second = copy.deepcopy(case["unreadable_resources"][0])
+    second["id"] = "second-bad"
+    case["unreadable_resources"].append(second)
+    cards = _cards(_post(client, case))
+    assert all("2 Conditions could not be read" in c["detail"] for c in cards)
+
+
+def test_an_unreadable_patient_is_evaluated_not_412(client: Any) -> None:
+    """The required Patient failing validation makes age unknown; the emergency that was read still shows."""
+    case = copy.deepcopy(EMERGENCY)
+    case["hook"] = "patient-view"
+    patient = next(r for r in case["resources"] if r["resourceType"] == "Patient")
+    patient["birthDate"] = "1960-02-30"
+    cards = _cards(_post(client, case))
+    assert "NEU-01" in fired_rules(cards)
+    assert {"key": "patient", "skipped": {"Patient": 1}} in cards[0]["extension"][TRACE]["dataGaps"]
