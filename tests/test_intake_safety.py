@@ -172,3 +172,21 @@ def test_an_unreadable_patient_is_evaluated_not_412(client: Any) -> None:
     cards = _cards(_post(client, case))
     assert "NEU-01" in fired_rules(cards)
     assert {"key": "patient", "skipped": {"Patient": 1}} in cards[0]["extension"][TRACE]["dataGaps"]
+
+
+# ----------------------------------------------------------------------------- 3. medications
+
+
+def test_medication_list_needs_requests_and_statements(client: Any) -> None:
+    case = load_json(CASES_DIR / "safety-medication-statements-missing.json")
+    cards = _cards(_post(client, case))
+    assert "VA-22" not in fired_rules(cards)
+    facts = {f["id"]: f for c in cards for f in c["extension"][TRACE]["facts"]}
+    assert facts["F-ANTICOAG"]["value"] == "unknown"
+
+
+def test_medication_statements_null_means_no_statements(client: Any) -> None:
+    """null is the EHR saying 'none': with both keys the list is complete and the worked example stays eligible."""
+    case = copy.deepcopy(WORKED)
+    case["null_keys"] = ["medstatements"]
+    assert "VA-22" in fired_rules(_cards(_post(client, case)))

@@ -52,7 +52,8 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "labs": ("labs",),
     "ps_pain": ("ps_pain",),
     "findings": ("findings",),
-    "meds": ("meds",),
+    # the medication list is complete only with both: warfarin is often recorded as a MedicationStatement
+    "meds": ("meds", "medstatements"),
     "allergies": ("allergies",),
     "procedures": ("procedures",),
     "imaging": ("imaging",),
