@@ -190,3 +190,115 @@ def test_medication_statements_null_means_no_statements(client: Any) -> None:
     case = copy.deepcopy(WORKED)
     case["null_keys"] = ["medstatements"]
     assert "VA-22" in fired_rules(_cards(_post(client, case)))
+
+
+# ----------------------------------------------------------------------------- 4. wrong-shaped prefetch
+
+
+def _emergency_request() -> tuple[str, dict[str, Any]]:
+    case = copy.deepcopy(EMERGENCY)
+    case["hook"] = "patient-view"
+    return build_request(case)
+
+
+def test_a_patient_where_the_condition_searchset_belongs_is_400(client: Any) -> None:
+    service, body = _emergency_request()
+    body["prefetch"]["conditions"] = body["prefetch"]["patient"]
+    response = client.post(f"/cds-services/{service}", json=body)
+    assert response.status_code == 400, response.get_json()
+    assert check_operation_outcome(response.get_json()) == []
+    assert "prefetch.conditions" in json.dumps(response.get_json())
+
+
+@pytest.mark.parametrize("bundle_type", ["history", "transaction", "document", "batch", "message", None])
+def test_a_search_key_holding_a_bundle_of_another_type_is_400(client: Any, bundle_type: str | None) -> None:
+    service, body = _emergency_request()
+    if bundle_type is None:
+        del body["prefetch"]["conditions"]["type"]
+    else:
+        body["prefetch"]["conditions"]["type"] = bundle_type
+    response = client.post(f"/cds-services/{service}", json=body)
+    assert response.status_code == 400, response.get_json()
+    assert "prefetch.conditions" in json.dumps(response.get_json())
+
+
+def test_a_batch_response_wrapping_the_searchset_is_unwrapped(client: Any) -> None:
+    service, body = _emergency_request()
+    searchset = body["prefetch"]["conditions"]
+    body["prefetch"]["conditions"] = {
+        "resourceType": "Bundle",
+        "type": "batch-response",
+        "entry": [{"resource": searchset, "response": {"status": "200 OK"}}],
+    }
+    cards = _cards(client.post(f"/cds-services/{service}", json=body))
+    assert "NEU-01" in fired_rules(cards)
+    assert all(not c["extension"][TRACE].get("dataGaps") for c in cards)
+
+
+def test_a_batch_response_with_a_failed_search_makes_the_category_unavailable(client: Any) -> None:
+    service, body = build_request(WORKED)
+    body["prefetch"]["allergies"] = {
+        "resourceType": "Bundle",
+        "type": "batch-response",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "forbidden", "diagnostics": "no access"}],
+                },
+                "response": {"status": "403 Forbidden"},
+            }
+        ],
+    }
+    rules = fired_rules(_cards(client.post(f"/cds-services/{service}", json=body)))
+    assert "VA-22" not in rules and "VA-24" in rules
+
+
+def test_a_batch_response_of_several_searches_is_400(client: Any) -> None:
+    service, body = build_request(WORKED)
+    searchset = body["prefetch"]["conditions"]
+    body["prefetch"]["conditions"] = {
+        "resourceType": "Bundle",
+        "type": "batch-response",
+        "entry": [{"resource": searchset, "response": {"status": "200 OK"}}] * 2,
+    }
+    response = client.post(f"/cds-services/{service}", json=body)
+    assert response.status_code == 400, response.get_json()
+    assert "prefetch.conditions" in json.dumps(response.get_json())
+
+
+def test_a_searchset_of_the_wrong_resource_type_is_incomplete_not_empty(client: Any) -> None:
+    """The labs sent under the conditions key: the problem list is not an empty list, it is unreadable."""
+    service, body = build_request(WORKED)
+    conditions = body["prefetch"]["conditions"]
+    body["prefetch"]["conditions"] = copy.deepcopy(body["prefetch"]["labs"])
+    body["prefetch"]["labs"]["entry"] += conditions["entry"]  # the Conditions are still there (in labs)
+    cards = _cards(client.post(f"/cds-services/{service}", json=body))
+    assert "VA-22" not in fired_rules(cards)
+    assert any("not Conditions" in c["detail"] and "problem list is incomplete" in c["detail"] for c in cards)
+
+
+def test_included_resources_in_a_searchset_are_fine(client: Any) -> None:
+    service, body = build_request(WORKED)
+    body["prefetch"]["conditions"]["entry"].append(
+        {"resource": body["prefetch"]["patient"], "search": {"mode": "include"}}
+    )
+    assert "VA-22" in fired_rules(_cards(client.post(f"/cds-services/{service}", json=body)))
+
+
+def test_a_patient_sent_as_a_searchset_of_one_is_read(client: Any) -> None:
+    service, body = build_request(WORKED)
+    body["prefetch"]["patient"] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": body["prefetch"]["patient"]}],
+    }
+    assert "VA-22" in fired_rules(_cards(client.post(f"/cds-services/{service}", json=body)))
+
+
+def test_a_condition_bundle_in_the_patient_key_is_400(client: Any) -> None:
+    service, body = build_request(WORKED)
+    body["prefetch"]["patient"] = body["prefetch"]["conditions"]
+    response = client.post(f"/cds-services/{service}", json=body)
+    assert response.status_code == 400, response.get_json()
+    assert "prefetch.patient" in json.dumps(response.get_json())

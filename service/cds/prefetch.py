@@ -9,12 +9,22 @@ from it still counts (a cord compression on a readable Condition is known).
 412 is only for a request where nothing decisive can be said: a required key (patient,
 conditions) of which no data arrived at all.
 A ``prefetch.patient`` that is another patient is a contradictory request: 400.
+
+Shapes (a wrong shape is never a complete, empty list): a key whose template is a search must hold
+a Bundle of type ``searchset`` or ``collection``; a ``batch-response`` holding exactly one such
+Bundle with a 2xx status is unwrapped, one holding a failed search (OperationOutcome / non-2xx) makes
+the category unavailable; any other shape (a bare resource, a Bundle of another or no type, a
+batch-response of several searches) is a 400 naming the key. Entries of a searchset that are not
+of the searched type (and not ``search.mode`` include/outcome) make the category incomplete. A key
+whose template is a read (``Patient/{{context.patientId}}``) must hold that resource type (or a
+searchset/collection Bundle of exactly one such resource); anything else is a 400.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
@@ -59,6 +69,7 @@ class PrefetchResult:
     def take(self, key: str, payload: Any, where: str) -> Intake:
         """Read one payload of ``key`` into the pool; the key counts as received."""
         intake = self.pool.add_payload(payload, where)
+        intake.wrong_type.update(_wrong_type_entries(key, payload))
         self.intake.setdefault(key, Intake()).merge(intake)
         self.received.add(key)
         return intake
@@ -83,6 +94,8 @@ class PrefetchResult:
                 gap["skipped"] = dict(sorted(intake.skipped.items()))
             if intake is not None and intake.other_patient:
                 gap["otherPatient"] = intake.other_patient
+            if intake is not None and intake.wrong_type:
+                gap["notOfSearchedType"] = sum(intake.wrong_type.values())
             if gap:
                 out.append({"key": key, **gap})
         return out
@@ -95,6 +108,12 @@ class PrefetchResult:
             for rtype, n in gap.get("skipped", {}).items():
                 what = f"{n} {rtype}{'s' if n != 1 else ''}" if rtype != "unreadable entry" else f"{n} entries"
                 lines.append(f"{what} could not be read: the {label} is incomplete")
+            if gap.get("notOfSearchedType"):
+                n, rtype = gap["notOfSearchedType"], template_type(gap["key"])[0]
+                lines.append(
+                    f"{n} entr{'ies' if n != 1 else 'y'} in the {label} search result that are not {rtype}s: "
+                    f"the {label} is incomplete"
+                )
             if gap.get("otherPatient"):
                 n = gap["otherPatient"]
                 lines.append(
@@ -139,6 +158,75 @@ def _is_outcome(value: Mapping[str, Any]) -> bool:
     )
 
 
+SEARCH_BUNDLES = frozenset({"searchset", "collection"})
+RESPONSE_BUNDLES = frozenset({"batch-response", "transaction-response"})
+
+
+def template_type(key: str) -> tuple[str, bool]:
+    """(resource type, is a search) of a prefetch key's template."""
+    template = PREFETCH[key]
+    is_search = "?" in template
+    return re.split(r"[?/]", template, maxsplit=1)[0], is_search
+
+
+def _is_bundle(value: Any, types: frozenset[str]) -> bool:
+    return isinstance(value, Mapping) and value.get("resourceType") == "Bundle" and value.get("type") in types
+
+
+def _shaped(key: str, value: Mapping[str, Any]) -> tuple[Mapping[str, Any], str | None]:
+    """The payload to read for ``key`` and a shape problem (400) if it is clearly malformed."""
+    rtype, is_search = template_type(key)
+    kind = value.get("resourceType")
+    btype = value.get("type") if kind == "Bundle" else None
+    if is_search and kind == "Bundle" and btype in RESPONSE_BUNDLES:
+        entries = value.get("entry")
+        if not (isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], Mapping)):
+            return value, f"prefetch.{key}: a {btype} Bundle must wrap exactly one {rtype} search"
+        inner, response = entries[0].get("resource"), entries[0].get("response")
+        status = response.get("status") if isinstance(response, Mapping) else None
+        succeeded = status is None or (isinstance(status, str) and status.strip().startswith("2"))
+        if isinstance(inner, Mapping) and _is_bundle(inner, SEARCH_BUNDLES) and succeeded:
+            return inner, None
+        if isinstance(inner, Mapping) and inner.get("resourceType") == "OperationOutcome":
+            return inner, None  # the EHR's search failed: unavailable, as any OperationOutcome
+        return value, f"prefetch.{key}: the {btype} Bundle does not hold a successful {rtype} searchset"
+    if kind == "OperationOutcome":
+        return value, None
+    if is_search:
+        if kind != "Bundle":
+            return value, f"prefetch.{key}: the template is a {rtype} search; expected a searchset Bundle, not {kind}"
+        if btype not in SEARCH_BUNDLES:
+            return value, f"prefetch.{key}: a Bundle of type {btype!r} where a {rtype} searchset belongs"
+        return value, None
+    if kind == rtype:
+        return value, None
+    if kind == "Bundle" and btype in SEARCH_BUNDLES:
+        entries = value.get("entry")
+        found = [e for e in entries if isinstance(e, Mapping)] if isinstance(entries, list) else []
+        resource = found[0].get("resource") if len(found) == 1 else None
+        if isinstance(resource, Mapping) and resource.get("resourceType") == rtype:
+            return value, None
+    return value, f"prefetch.{key}: the template reads one {rtype}; expected a {rtype} resource, not {kind}"
+
+
+def _wrong_type_entries(key: str, payload: Any) -> Counter[str]:
+    """Entries of a search result that are not of the searched type (nor included resources, outcomes)."""
+    rtype, is_search = template_type(key)
+    out: Counter[str] = Counter()
+    if not is_search or not isinstance(payload, Mapping) or payload.get("resourceType") != "Bundle":
+        return out
+    entries = payload.get("entry")
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("resource"), Mapping):
+            continue
+        kind = entry["resource"].get("resourceType")
+        search = entry.get("search")
+        mode = search.get("mode") if isinstance(search, Mapping) else None
+        if kind != rtype and kind != "OperationOutcome" and mode not in {"include", "outcome"}:
+            out[rtype] += 1
+    return out
+
+
 def gather(
     request: HookRequest, limits: FetchLimits, relevant: Callable[[str, Mapping[str, Any]], bool] | None = None
 ) -> PrefetchResult:
@@ -151,6 +239,12 @@ def gather(
         FhirClient(request.fhir_server, request.access_token, limits) if request.fhir_server and not refusal else None
     )
     to_fetch: dict[str, str] = {}
+    shapes = {
+        key: _shaped(key, value) for key, value in request.prefetch.items() if key in PREFETCH and value is not None
+    }
+    problems = [problem for _, problem in shapes.values() if problem]
+    if problems:
+        raise ApiError(400, "prefetch keys hold data of the wrong shape for their templates", issues=problems)
     for key, value in request.prefetch.items():
         if key not in PREFETCH:
             if value is not None:
@@ -160,6 +254,7 @@ def gather(
             result.complete.add(key)
             result.received.add(key)
             continue
+        value = shapes[key][0]
         if _is_outcome(value):
             pool.add_payload(value, f"prefetch.{key}")
             result.failed[key] = "the EHR reported an error for this prefetch"

@@ -80,15 +80,17 @@ class Intake:
     accepted: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # resource type -> failed R4 validation
     other_patient: int = 0  # about another patient, or not shown to be about the context patient
+    wrong_type: Counter[str] = field(default_factory=Counter)  # matches of a search that are not of its type
 
     def merge(self, other: Intake) -> None:
         self.accepted += other.accepted
         self.skipped.update(other.skipped)
         self.other_patient += other.other_patient
+        self.wrong_type.update(other.wrong_type)
 
     @property
     def clean(self) -> bool:
-        return not self.skipped and not self.other_patient
+        return not self.skipped and not self.other_patient and not self.wrong_type
 
 
 @dataclass
