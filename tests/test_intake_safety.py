@@ -302,3 +302,80 @@ def test_a_condition_bundle_in_the_patient_key_is_400(client: Any) -> None:
     response = client.post(f"/cds-services/{service}", json=body)
     assert response.status_code == 400, response.get_json()
     assert "prefetch.patient" in json.dumps(response.get_json())
+
+
+# ----------------------------------------------------------------------------- 5. order hooks
+
+
+DRAFTS: dict[str, dict[str, Any]] = {
+    "MedicationRequest": {
+        "resourceType": "MedicationRequest",
+        "id": "rx1",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {"text": "dexamethasone 4 mg tablet"},
+        "subject": {"reference": "Patient/emerg1"},
+    },
+    "NutritionOrder": {
+        "resourceType": "NutritionOrder",
+        "id": "diet1",
+        "status": "draft",
+        "intent": "order",
+        "patient": {"reference": "Patient/emerg1"},
+        "dateTime": "2026-06-01",
+    },
+    "DeviceRequest": {
+        "resourceType": "DeviceRequest",
+        "id": "brace1",
+        "status": "draft",
+        "intent": "order",
+        "codeCodeableConcept": {"text": "thoracolumbar brace"},
+        "subject": {"reference": "Patient/emerg1"},
+    },
+    "VisionPrescription": {
+        "resourceType": "VisionPrescription",
+        "id": "glasses1",
+        "status": "draft",
+        "created": "2026-06-01",
+        "patient": {"reference": "Patient/emerg1"},
+        "dateWritten": "2026-06-01",
+        "prescriber": {"reference": "Practitioner/x"},
+        "lensSpecification": [{"product": {"text": "lens"}, "eye": "right"}],
+    },
+    "CarePlan": {"resourceType": "CarePlan", "id": "cp1", "status": "draft", "intent": "proposal"},
+}
+
+
+@pytest.mark.parametrize("hook", ["order-select", "order-sign"])
+@pytest.mark.parametrize("kind", sorted(DRAFTS))
+def test_the_emergency_shows_whatever_is_being_ordered(client: Any, hook: str, kind: str) -> None:
+    case = copy.deepcopy(EMERGENCY)
+    case["hook"] = hook
+    case["draft_orders"] = [DRAFTS[kind]]
+    cards = _cards(_post(client, case))
+    assert "emergency-mscc" in _groups(cards)
+    assert cards[0]["indicator"] == "critical"
+    assert _groups(cards) == {"emergency-mscc"}, "only what outranks everything at an unrelated order"
+
+
+def test_order_select_with_a_medication_selected_beside_a_procedure_draft(client: Any) -> None:
+    """Selections name a MedicationRequest while a vertebroplasty draft waits: the selection decides."""
+    case = copy.deepcopy(load_json(CASES_DIR / "core-order-sign-vertebroplasty-eligible.json"))
+    case["hook"] = "order-select"
+    service, body = build_request(case)
+    procedure = body["context"]["draftOrders"]["entry"][0]["resource"]
+    rx = copy.deepcopy(DRAFTS["MedicationRequest"])
+    rx["subject"] = procedure["subject"]
+    body["context"]["draftOrders"]["entry"].append({"resource": rx})
+    body["context"]["selections"] = ["MedicationRequest/rx1"]
+    cards = _cards(client.post(f"/cds-services/{service}", json=body))
+    assert "va-order-review" not in _groups(cards) and "va-eligibility" not in _groups(cards)
+    body["context"]["selections"] = [f"ServiceRequest/{procedure['id']}"]
+    cards = _cards(client.post(f"/cds-services/{service}", json=body))
+    assert _groups(cards) & {"va-eligibility", "va-order-review"}
+
+
+def test_order_sign_with_no_draft_at_all_still_shows_the_emergency(client: Any) -> None:
+    case = copy.deepcopy(EMERGENCY)
+    case["draft_orders"] = []
+    assert "emergency-mscc" in _groups(_cards(_post(client, case)))
