@@ -379,3 +379,23 @@ def test_order_sign_with_no_draft_at_all_still_shows_the_emergency(client: Any) 
     case = copy.deepcopy(EMERGENCY)
     case["draft_orders"] = []
     assert "emergency-mscc" in _groups(_cards(_post(client, case)))
+
+
+# ----------------------------------------------------------------------------- 6. partial pagination
+
+
+def test_partial_pagination_is_evaluated_and_said(client: Any) -> None:
+    case = load_json(CASES_DIR / "safety-paginated-prefetch-not-eligible.json")
+    cards = _cards(_post(client, case))
+    assert "VA-22" not in fired_rules(cards)
+    va = next(c for c in cards if c["extension"][TRACE]["card"] == "va-eligibility")
+    assert "only part of the problem list was received" in va["detail"]
+    assert {"key": "conditions", "partial": True} in va["extension"][TRACE]["dataGaps"]
+
+
+def test_paginated_patient_data_with_no_first_page_content_still_answers(client: Any) -> None:
+    """Paginated conditions whose first page is empty: evaluated with the problem list incomplete."""
+    case = copy.deepcopy(load_json(CASES_DIR / "safety-paginated-prefetch-not-eligible.json"))
+    case["resources"] = [r for r in case["resources"] if r["resourceType"] != "Condition"]
+    cards = _cards(_post(client, case))
+    assert "VA-22" not in fired_rules(cards)

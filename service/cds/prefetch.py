@@ -33,7 +33,7 @@ from functools import partial
 from typing import Any
 
 from service.errors import ApiError
-from service.fhir.client import FetchError, FetchLimits, FhirClient, has_next
+from service.fhir.client import FetchError, FetchLimits, FhirClient, PartialFetch, has_next
 from service.fhir.pool import Intake, ResourcePool
 from service.ops.metrics import timed_fetch
 
@@ -65,6 +65,7 @@ class PrefetchResult:
     failed: dict[str, str] = field(default_factory=dict)
     intake: dict[str, Intake] = field(default_factory=dict)  # per prefetch key: what was read, skipped, set aside
     received: set[str] = field(default_factory=set)  # keys of which data arrived (complete or not)
+    partial: dict[str, str] = field(default_factory=dict)  # keys of which only some pages arrived -> why
 
     def take(self, key: str, payload: Any, where: str) -> Intake:
         """Read one payload of ``key`` into the pool; the key counts as received."""
@@ -73,6 +74,13 @@ class PrefetchResult:
         self.intake.setdefault(key, Intake()).merge(intake)
         self.received.add(key)
         return intake
+
+    def take_partial(self, key: str, payload: Any, where: str, reason: str) -> None:
+        """Some pages of ``key`` arrived and the rest cannot be had: read them; the key is incomplete."""
+        self.take(key, payload, where)
+        self.partial[key] = reason
+        self.failed[key] = f"only part received: {reason}"
+        self.complete.discard(key)
 
     def settle(self, key: str) -> None:
         """All of ``key`` arrived: complete unless something in it was set aside or unreadable."""
@@ -94,6 +102,8 @@ class PrefetchResult:
                 gap["skipped"] = dict(sorted(intake.skipped.items()))
             if intake is not None and intake.other_patient:
                 gap["otherPatient"] = intake.other_patient
+            if key in self.partial:
+                gap["partial"] = True
             if intake is not None and intake.wrong_type:
                 gap["notOfSearchedType"] = sum(intake.wrong_type.values())
             if gap:
@@ -105,6 +115,8 @@ class PrefetchResult:
         lines = []
         for gap in self.gaps():
             label = KEY_LABELS.get(gap["key"], gap["key"])
+            if gap.get("partial"):
+                lines.append(f"only part of the {label} was received (further pages could not be fetched)")
             for rtype, n in gap.get("skipped", {}).items():
                 what = f"{n} {rtype}{'s' if n != 1 else ''}" if rtype != "unreadable entry" else f"{n} entries"
                 lines.append(f"{what} could not be read: the {label} is incomplete")
@@ -259,20 +271,21 @@ def gather(
             pool.add_payload(value, f"prefetch.{key}")
             result.failed[key] = "the EHR reported an error for this prefetch"
         elif has_next(value):
-            if client is None:
-                pool.add_payload(value, f"prefetch.{key}")
-                result.failed[key] = (
+            if client is None:  # the pages received are read; the list stays incomplete
+                result.take_partial(
+                    key,
+                    value,
+                    f"prefetch.{key}",
                     f"paginated prefetch; fhirServer not called ({refusal})"
                     if refusal
-                    else "paginated prefetch without fhirServer to follow next"
+                    else "paginated prefetch without fhirServer to follow next",
                 )
                 continue
             try:
                 result.take(key, client.complete_bundle(dict(value)), f"prefetch.{key}")
                 result.settle(key)
-            except FetchError as exc:
-                pool.add_payload(value, f"prefetch.{key}")
-                result.failed[key] = str(exc)
+            except PartialFetch as exc:
+                result.take_partial(key, exc.bundle, f"prefetch.{key}", str(exc))
             continue
         else:
             intake = result.take(key, value, f"prefetch.{key}")
@@ -306,6 +319,10 @@ def gather(
             for key, future in futures.items():
                 try:
                     data = future.result()
+                except PartialFetch as exc:  # some pages arrived: read them, the list stays incomplete
+                    result.take_partial(key, exc.bundle, f"fetched.{key}", str(exc))
+                    result.fetched.append(key)
+                    continue
                 except FetchError as exc:
                     result.failed[key] = str(exc)
                     continue

@@ -29,6 +29,14 @@ class FetchError(Exception):
     """The FHIR server did not give usable data (reason is safe to log: no token, no patient data)."""
 
 
+class PartialFetch(FetchError):
+    """Following ``next`` failed after some pages arrived: ``bundle`` holds the pages received."""
+
+    def __init__(self, reason: str, bundle: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.bundle = bundle
+
+
 @dataclass(frozen=True)
 class FetchLimits:
     connect_timeout: float
@@ -109,20 +117,34 @@ class FhirClient:
         return first
 
     def complete_bundle(self, bundle: dict[str, Any]) -> dict[str, Any]:
-        """Follow ``next`` links, merging entries into one searchset Bundle."""
+        """Follow ``next`` links, merging entries into one searchset Bundle.
+
+        When a later page cannot be had, ``PartialFetch`` carries the pages received so far: what
+        they hold is known (a cord compression on page one), only the list is incomplete.
+        """
         entries = list(bundle.get("entry") or [])
         page, pages = bundle, 1
-        while (nxt := _next_link(page)) is not None:
-            if pages >= self._limits.max_pages:
-                raise FetchError(f"more than {self._limits.max_pages} pages")
-            page = self.get_json(urljoin(self.base_url, nxt))
-            if page.get("resourceType") != "Bundle":
-                raise FetchError("a next page was not a Bundle")
-            entries.extend(page.get("entry") or [])
-            pages += 1
-        merged = {k: v for k, v in bundle.items() if k not in {"entry", "link"}}
-        merged["entry"] = entries
-        return merged
+
+        def merged() -> dict[str, Any]:
+            out = {k: v for k, v in bundle.items() if k not in {"entry", "link"}}
+            out["entry"] = list(entries)
+            return out
+
+        try:
+            while (nxt := _next_link(page)) is not None:
+                if pages >= self._limits.max_pages:
+                    raise FetchError(f"more than {self._limits.max_pages} pages")
+                page = self.get_json(urljoin(self.base_url, nxt))
+                if page.get("resourceType") != "Bundle":
+                    raise FetchError("a next page was not a Bundle")
+                page_entries = page.get("entry") or []
+                if not isinstance(page_entries, list):
+                    raise FetchError("a next page's entry is not an array")
+                entries.extend(page_entries)
+                pages += 1
+        except FetchError as exc:
+            raise PartialFetch(str(exc), merged()) from exc
+        return merged()
 
 
 def _resource(body: bytes) -> dict[str, Any]:
