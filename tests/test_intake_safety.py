@@ -16,6 +16,10 @@ import pytest
 from conftest import load_json
 from support.cases import CASES_DIR, build_request, fired_rules
 from support.cds_checker import check_cards_response, check_operation_outcome, errors_only
+from support.fhir_server import FhirTestServer, fhir_server_request
+
+from service.cds.prefetch import resolve_template
+from service.cds.request import HookRequest
 
 WORKED = load_json(CASES_DIR / "va-22-worked-example-eligible.json")
 EMERGENCY = load_json(CASES_DIR / "cat-neu-01-unrelated-order-emergency.json")
@@ -399,3 +403,61 @@ def test_paginated_patient_data_with_no_first_page_content_still_answers(client:
     case["resources"] = [r for r in case["resources"] if r["resourceType"] != "Condition"]
     cards = _cards(_post(client, case))
     assert "VA-22" not in fired_rules(cards)
+
+
+# ----------------------------------------------------------------------------- 7. FHIR ids and URL encoding
+
+FHIR_TOKEN = "opaque-test-token"
+
+
+@pytest.mark.parametrize(
+    "patient_id",
+    ["../../admin/secret", "A&_include=*&patient=other", "A,other", "A#x", "A?x=1", "a b", "x" * 65, "é", "A/B"],
+)
+def test_a_patient_id_that_is_not_a_fhir_id_is_400_and_nothing_is_fetched(client: Any, patient_id: str) -> None:
+    with FhirTestServer(resources=EMERGENCY["resources"], require_token=FHIR_TOKEN) as server:
+        body = fhir_server_request(server.base_url, FHIR_TOKEN, patient_id=patient_id)
+        response = client.post("/cds-services/spine-metastasis-review", json=body)
+        assert response.status_code == 400, response.get_json()
+        assert check_operation_outcome(response.get_json()) == []
+        assert "context.patientId" in json.dumps(response.get_json())
+        assert server.requests == [], "nothing reached the FHIR server"
+
+
+def test_an_encounter_id_that_is_not_a_fhir_id_is_400(client: Any) -> None:
+    service, body = build_request(WORKED)
+    body["context"]["encounterId"] = "e1&patient=other"
+    response = client.post(f"/cds-services/{service}", json=body)
+    assert response.status_code == 400
+    assert "context.encounterId" in json.dumps(response.get_json())
+
+
+def test_every_fetched_url_stays_under_the_fhir_base(client: Any) -> None:
+    with FhirTestServer(resources=EMERGENCY["resources"], require_token=FHIR_TOKEN) as server:
+        body = fhir_server_request(server.base_url, FHIR_TOKEN, patient_id="emerg1")
+        assert client.post("/cds-services/spine-metastasis-review", json=body).status_code == 200
+        assert server.requests and all(r.path.startswith("/fhir/") for r in server.requests)
+        assert all(("patient", "emerg1") in r.params or r.path == "/fhir/Patient/emerg1" for r in server.requests)
+
+
+@pytest.mark.parametrize("next_url", ["{origin}/admin/secret", "{base}/../admin/secret", "{base}/%2e%2e/admin"])
+def test_a_next_link_outside_the_fhir_base_is_not_followed(client: Any, next_url: str) -> None:
+    with FhirTestServer(resources=EMERGENCY["resources"], require_token=FHIR_TOKEN) as server:
+        service, case_body = build_request({**EMERGENCY, "hook": "patient-view"})
+        conditions = case_body["prefetch"]["conditions"]
+        conditions["link"] = [{"relation": "next", "url": next_url.format(origin=server.origin, base=server.base_url)}]
+        body = fhir_server_request(server.base_url, FHIR_TOKEN, patient_id="emerg1", prefetch=case_body["prefetch"])
+        response = client.post(f"/cds-services/{service}", json=body)
+        assert response.status_code == 200, response.get_json()
+        assert not any("admin" in r.path for r in server.requests), [r.path for r in server.requests]
+        gaps = response.get_json()["cards"][0]["extension"][TRACE]["dataGaps"]
+        assert {"key": "conditions", "partial": True} in gaps
+
+
+def test_substituted_values_are_percent_encoded() -> None:
+    request = HookRequest("patient-view", "i", {"patientId": "a b/c?d#e&f"}, None, None, {})
+    assert (
+        resolve_template("Condition?patient={{context.patientId}}", request)
+        == "Condition?patient=a%20b%2Fc%3Fd%23e%26f"
+    )
+    assert resolve_template("Patient/{{context.patientId}}", request) == "Patient/a%20b%2Fc%3Fd%23e%26f"

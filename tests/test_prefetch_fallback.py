@@ -54,7 +54,7 @@ def test_required_data_fault_gives_412_never_500(client: Any, ehr: FhirTestServe
     assert check_operation_outcome(response.get_json()) == []
 
 
-def test_fault_mid_pagination_is_412(client: Any, ehr: FhirTestServer) -> None:
+def test_fault_mid_pagination_is_evaluated_as_incomplete(client: Any, ehr: FhirTestServer) -> None:
     for i in range(3):  # enough Conditions for a second page
         ehr.add(
             {

@@ -31,6 +31,7 @@ from contextvars import copy_context
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 from service.errors import ApiError
 from service.fhir.client import FetchError, FetchLimits, FhirClient, PartialFetch, has_next
@@ -136,7 +137,12 @@ class PrefetchResult:
 
 
 def resolve_template(template: str, request: HookRequest) -> str | None:
-    """Replace 2.0 prefetch tokens; None when a token cannot be resolved."""
+    """Replace 2.0 prefetch tokens; None when a token cannot be resolved.
+
+    Every substituted value is percent-encoded (no ``/``, ``?``, ``&``, ``,``, ``#`` of a value can
+    change the path or add a search parameter); ids are also checked to be FHIR ids when the request
+    is parsed (400).
+    """
     missing = False
 
     def sub(match: re.Match[str]) -> str:
@@ -145,12 +151,12 @@ def resolve_template(template: str, request: HookRequest) -> str | None:
         if token.startswith("context."):
             value = request.context.get(token.removeprefix("context."))
             if isinstance(value, str | int) and not isinstance(value, bool):
-                return str(value)
+                return quote(str(value), safe="")
         elif token in USER_TOKENS:
             user = request.context.get("userId")
             prefix = USER_TOKENS[token] + "/"
             if isinstance(user, str) and user.startswith(prefix):
-                return user.removeprefix(prefix)
+                return quote(user.removeprefix(prefix), safe="")
         missing = True
         return ""
 

@@ -1,8 +1,9 @@
 """Fetching what the prefetch did not carry from the EHR's FHIR server.
 
 Bounded in every direction: connect/read timeouts, a deadline for the whole call, a byte limit per
-response, a page limit, ``next`` links only to the same origin as ``fhirServer``, redirects followed
-only within that origin (at most ``MAX_REDIRECTS``), and every URL checked against the allowlist
+response, a page limit, every URL we ask for (queries, ``next`` links) only under ``fhirServer``'s
+base path on its origin (no dot segments, also not percent-encoded ones), the server's own redirects
+followed only within that origin (at most ``MAX_REDIRECTS``), and every URL checked against the allowlist
 (``service.fhir.allowlist``). The access token is sent only to ``fhirServer``'s origin and never
 logged; proxies and ``.netrc`` of the environment are not used (``trust_env`` off; a CA bundle
 may be named with ``REQUESTS_CA_BUNDLE``).
@@ -15,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlparse
+from urllib.parse import unquote, urljoin, urlparse
 
 import requests
 
@@ -56,17 +57,26 @@ class FhirClient:
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self._origin = _origin(self.base_url)
+        self._base_path = urlparse(self.base_url).path  # ends with "/"
         self._token = token
         self._limits = limits
         self._deadline = time.monotonic() + limits.total_timeout
         self._session = session or outgoing_session()
 
-    def _check(self, url: str) -> None:
-        if _origin(url) != self._origin:
+    def _check(self, url: str, *, under_base: bool = True) -> None:
+        if _origin(url) != self._origin or (under_base and not self._under_base(url)):
             raise FetchError("refused a URL outside fhirServer")
         refusal = self._limits.allowlist.refusal(url)
         if refusal is not None:
             raise FetchError(f"refused: {refusal}")
+
+    def _under_base(self, url: str) -> bool:
+        """The path is fhirServer's base path or below it, with no dot segment (also percent-encoded)."""
+        path = urlparse(url).path
+        if any(unquote(segment) in {".", ".."} for segment in path.split("/")):
+            return False
+        base = self._base_path
+        return path == base.rstrip("/") or path.startswith(base)
 
     def _remaining(self) -> float:
         remaining = self._deadline - time.monotonic()
@@ -79,8 +89,8 @@ class FhirClient:
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
-            for _ in range(MAX_REDIRECTS + 1):
-                self._check(url)  # before the token goes anywhere
+            for hop in range(MAX_REDIRECTS + 1):
+                self._check(url, under_base=hop == 0)  # before the token goes anywhere
                 remaining = self._remaining()
                 with self._session.get(
                     url,
