@@ -461,3 +461,87 @@ def test_substituted_values_are_percent_encoded() -> None:
         == "Condition?patient=a%20b%2Fc%3Fd%23e%26f"
     )
     assert resolve_template("Patient/{{context.patientId}}", request) == "Patient/a%20b%2Fc%3Fd%23e%26f"
+
+
+# ----------------------------------------------------------------------------- never a 500
+
+
+def _hostile_bodies() -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    variants: list[tuple[str, Any]] = [
+        ("bundle-type-list", {"resourceType": "Bundle", "type": ["searchset"]}),
+        ("bundle-type-object", {"resourceType": "Bundle", "type": {"a": 1}}),
+        ("resource-type-list", {"resourceType": ["Bundle"], "type": "searchset"}),
+        (
+            "batch-inner-type-list",
+            {
+                "resourceType": "Bundle",
+                "type": "batch-response",
+                "entry": [{"resource": {"resourceType": "Bundle", "type": [1]}}],
+            },
+        ),
+        (
+            "batch-status-list",
+            {
+                "resourceType": "Bundle",
+                "type": "batch-response",
+                "entry": [{"resource": {"resourceType": "Bundle", "type": "searchset"}, "response": {"status": [200]}}],
+            },
+        ),
+        ("batch-entry-list", {"resourceType": "Bundle", "type": "batch-response", "entry": [[1]]}),
+        ("entries-not-list", {"resourceType": "Bundle", "type": "searchset", "entry": {"resource": {}}}),
+        (
+            "search-mode-list",
+            {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "entry": [{"resource": {"resourceType": "Patient", "id": "x"}, "search": {"mode": ["include"]}}],
+            },
+        ),
+        (
+            "subject-odd",
+            {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "entry": [
+                    {
+                        "fullUrl": ["x"],
+                        "resource": {"resourceType": "Condition", "id": ["c"], "subject": ["Patient/worked"]},
+                    },
+                    {
+                        "resource": {
+                            "resourceType": "Condition",
+                            "id": "c2",
+                            "subject": {"reference": ["Patient/worked"]},
+                        }
+                    },
+                    {"fullUrl": "urn:uuid:1", "resource": {"resourceType": ["Patient"], "id": {"x": 1}}},
+                    {"resource": {"resourceType": "Condition", "id": "c3", "subject": {"reference": "urn:uuid:1"}}},
+                ],
+            },
+        ),
+    ]
+    for name, value in variants:
+        service, body = build_request(WORKED)
+        body["prefetch"]["conditions"] = value
+        out.append((name, body))
+    service, body = build_request({**EMERGENCY})
+    body["context"]["draftOrders"]["entry"] = [
+        {"resource": {"resourceType": "MedicationRequest", "id": ["x"]}},
+        {"resource": {"resourceType": ["ServiceRequest"], "id": "y"}},
+        {"resource": "text"},
+        "entry",
+    ]
+    out.append(("odd-drafts", body))
+    return out
+
+
+@pytest.mark.parametrize(("name", "body"), _hostile_bodies(), ids=[n for n, _ in _hostile_bodies()])
+def test_odd_shapes_are_4xx_or_evaluated_never_500(client: Any, name: str, body: dict[str, Any]) -> None:
+    service = "spine-procedure-order-sign" if name == "odd-drafts" else "spine-metastasis-review"
+    response = client.post(f"/cds-services/{service}", json=body)
+    assert response.status_code in {200, 400, 412}, (name, response.status_code, response.get_json())
+    if response.status_code == 200:
+        assert errors_only(check_cards_response(response.get_json(), require_uuids=True)) == []
+    else:
+        assert check_operation_outcome(response.get_json()) == []

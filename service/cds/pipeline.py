@@ -142,8 +142,9 @@ def _draft_orders(request: HookRequest) -> list[dict[str, Any]]:
         if not isinstance(resource, Mapping) or not isinstance(resource.get("resourceType"), str):
             continue
         rtype, rid = resource["resourceType"], resource.get("id")
+        rid = rid if isinstance(rid, str) else None
         if (rtype, rid) not in valid:
-            orders.append({"resourceType": rtype, **({"id": rid} if isinstance(rid, str) else {})})
+            orders.append({"resourceType": rtype, **({"id": rid} if rid is not None else {})})
     selections = request.context.get("selections")
     if request.hook == "order-select" and isinstance(selections, list) and selections:
         chosen = set(selections)

@@ -187,15 +187,20 @@ def template_type(key: str) -> tuple[str, bool]:
     return re.split(r"[?/]", template, maxsplit=1)[0], is_search
 
 
+def _text(value: Any) -> str | None:
+    """A JSON string, or None (hostile input may put lists or objects anywhere)."""
+    return value if isinstance(value, str) else None
+
+
 def _is_bundle(value: Any, types: frozenset[str]) -> bool:
-    return isinstance(value, Mapping) and value.get("resourceType") == "Bundle" and value.get("type") in types
+    return isinstance(value, Mapping) and value.get("resourceType") == "Bundle" and _text(value.get("type")) in types
 
 
 def _shaped(key: str, value: Mapping[str, Any]) -> tuple[Mapping[str, Any], str | None]:
     """The payload to read for ``key`` and a shape problem (400) if it is clearly malformed."""
     rtype, is_search = template_type(key)
-    kind = value.get("resourceType")
-    btype = value.get("type") if kind == "Bundle" else None
+    kind = _text(value.get("resourceType"))
+    btype = _text(value.get("type")) if kind == "Bundle" else None
     if is_search and kind == "Bundle" and btype in RESPONSE_BUNDLES:
         entries = value.get("entry")
         if not (isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], Mapping)):
@@ -237,9 +242,9 @@ def _wrong_type_entries(key: str, payload: Any) -> Counter[str]:
     for entry in entries if isinstance(entries, list) else ():
         if not isinstance(entry, Mapping) or not isinstance(entry.get("resource"), Mapping):
             continue
-        kind = entry["resource"].get("resourceType")
+        kind = _text(entry["resource"].get("resourceType"))
         search = entry.get("search")
-        mode = search.get("mode") if isinstance(search, Mapping) else None
+        mode = _text(search.get("mode")) if isinstance(search, Mapping) else None
         if kind != rtype and kind != "OperationOutcome" and mode not in {"include", "outcome"}:
             out[rtype] += 1
     return out
