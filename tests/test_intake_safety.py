@@ -24,6 +24,7 @@ from service.cds.request import HookRequest
 WORKED = load_json(CASES_DIR / "va-22-worked-example-eligible.json")
 EMERGENCY = load_json(CASES_DIR / "cat-neu-01-unrelated-order-emergency.json")
 TRACE = "org.spinecds.trace"
+FHIR_TOKEN = "opaque-test-token"
 
 
 def _post(client: Any, case: dict[str, Any]) -> Any:
@@ -86,6 +87,30 @@ def test_another_patients_emergency_is_not_given_to_the_context_patient(
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("not about the context patient" in m for m in warnings), warnings
     assert not any("other-b" in m or "b-emerg1" in m or "worked" in m for m in warnings), "no identifiers in logs"
+
+
+def test_another_patients_resources_on_a_fetched_page_are_set_aside(client: Any) -> None:
+    """A FHIR server that ignores ?patient= and answers with another patient's Conditions too."""
+    other = _as_patient(EMERGENCY["resources"], "Patient/other-b", "b-")
+    own = [r for r in WORKED["resources"] if r["resourceType"] == "Condition"]
+    page = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": r} for r in [*own, *other] if r["resourceType"] == "Condition"],
+    }
+    with FhirTestServer(require_token=FHIR_TOKEN) as server:
+        server.serve_json("/fhir/Condition", page)
+        _, case_body = build_request(WORKED)
+        prefetch = {k: v for k, v in case_body["prefetch"].items() if k != "conditions"}
+        body = fhir_server_request(server.base_url, FHIR_TOKEN, patient_id="worked", prefetch=prefetch)
+        response = client.post("/cds-services/spine-metastasis-review", json=body)
+        assert any(r.path.startswith("/fhir/Condition?") for r in server.requests)
+    cards = _cards(response)
+    rules = fired_rules(cards)
+    assert "NEU-01" not in rules and "VA-22" not in rules
+    gaps = cards[0]["extension"][TRACE]["dataGaps"]
+    assert {"key": "conditions", "otherPatient": 3} in gaps, gaps
+    assert "b-emerg1" not in json.dumps(cards)
 
 
 def test_the_context_patients_own_references_in_every_form_count(client: Any) -> None:
@@ -406,8 +431,6 @@ def test_paginated_patient_data_with_no_first_page_content_still_answers(client:
 
 
 # ----------------------------------------------------------------------------- 7. FHIR ids and URL encoding
-
-FHIR_TOKEN = "opaque-test-token"
 
 
 @pytest.mark.parametrize(
