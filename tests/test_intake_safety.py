@@ -155,6 +155,23 @@ def test_prefetch_patient_of_another_patient_is_400(client: Any) -> None:
     assert "other-b" not in json.dumps(outcome), "the other patient's id is not echoed"
 
 
+def test_types_without_a_patient_element_are_not_checked() -> None:
+    """A Medication or Practitioner (even if a later rule reads it) is not patient data; a Condition is."""
+    from service.fhir.pool import PATIENT_ELEMENT, ResourcePool
+
+    pool = ResourcePool(patient_id="A")
+    assert pool.about_patient("Medication", {"resourceType": "Medication", "id": "m"})
+    assert pool.about_patient("Practitioner", {"resourceType": "Practitioner", "id": "p"})
+    assert not pool.about_patient("Condition", {"resourceType": "Condition", "id": "c"})
+    assert not pool.about_patient(
+        "AllergyIntolerance", {"resourceType": "AllergyIntolerance", "subject": {"reference": "Patient/A"}}
+    )
+    assert pool.about_patient(
+        "AllergyIntolerance", {"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/A"}}
+    )
+    assert PATIENT_ELEMENT["Observation"] == "subject"
+
+
 def test_medication_without_patient_reference_is_fine(client: Any) -> None:
     """A Medication (no subject) sent with the medication list does not make anything incomplete."""
     service, body = build_request(WORKED)

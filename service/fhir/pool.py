@@ -70,7 +70,35 @@ class Skipped:
     reason: str
 
 
-PATIENT_ELEMENTS = ("subject", "patient")  # where the rule types name their patient
+# where a resource type names its patient (R4 patient compartment); a type not listed here (Medication,
+# Practitioner, Organization, Location, Substance, ...) is not patient data and is not checked
+PATIENT_ELEMENT: dict[str, str] = {
+    "AllergyIntolerance": "patient",
+    "CarePlan": "subject",
+    "ClinicalImpression": "subject",
+    "Condition": "subject",
+    "DeviceRequest": "subject",
+    "DiagnosticReport": "subject",
+    "DocumentReference": "subject",
+    "Encounter": "subject",
+    "FamilyMemberHistory": "patient",
+    "Flag": "subject",
+    "Goal": "subject",
+    "ImagingStudy": "subject",
+    "Immunization": "patient",
+    "MedicationAdministration": "subject",
+    "MedicationDispense": "subject",
+    "MedicationRequest": "subject",
+    "MedicationStatement": "subject",
+    "NutritionOrder": "patient",
+    "Observation": "subject",
+    "Procedure": "subject",
+    "QuestionnaireResponse": "subject",
+    "RiskAssessment": "subject",
+    "ServiceRequest": "subject",
+    "Specimen": "subject",
+    "VisionPrescription": "patient",
+}
 
 
 @dataclass
@@ -144,7 +172,7 @@ class ResourcePool:
         if not isinstance(rtype, str) or rtype not in RULE_TYPES:
             self.ignored_types[str(rtype)] += 1
             return
-        if self.patient_id is not None and not self._about_patient(rtype, resource):
+        if self.patient_id is not None and not self.about_patient(rtype, resource):
             self.other_patient += 1  # set aside before anything else: never read, never cited
             intake.other_patient += 1
             return
@@ -167,15 +195,15 @@ class ResourcePool:
         intake.accepted += 1
         self.by_type.setdefault(rtype, []).append(dict(resource))
 
-    def _about_patient(self, rtype: str, resource: Mapping[str, Any]) -> bool:
+    def about_patient(self, rtype: str, resource: Mapping[str, Any]) -> bool:
         if rtype == "Patient":
             return resource.get("id") == self.patient_id
-        for name in PATIENT_ELEMENTS:
-            if name in resource:
-                ref = resource[name]
-                text = ref.get("reference") if isinstance(ref, Mapping) else None
-                return isinstance(text, str) and self.references_patient(text)
-        return False  # no patient reference: cannot be shown to be this patient's
+        element = PATIENT_ELEMENT.get(rtype)
+        if element is None:
+            return True  # not patient data (a Medication, a Practitioner)
+        ref = resource.get(element)
+        text = ref.get("reference") if isinstance(ref, Mapping) else None
+        return isinstance(text, str) and self.references_patient(text)  # none: not shown to be this patient's
 
     def references_patient(self, reference: str) -> bool:
         """Whether a reference string points at the context patient (see the module docstring)."""
