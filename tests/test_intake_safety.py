@@ -585,3 +585,24 @@ def test_odd_shapes_are_4xx_or_evaluated_never_500(client: Any, name: str, body:
         assert errors_only(check_cards_response(response.get_json(), require_uuids=True)) == []
     else:
         assert check_operation_outcome(response.get_json()) == []
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [[{"resource": {"id": "no-type", "code": {"text": "sepsis"}}}], [{"fullUrl": "x"}], [["not", "an", "entry"]]],
+    ids=["resource-without-type", "entry-without-resource", "entry-not-object"],
+)
+def test_entries_that_cannot_be_read_make_the_list_incomplete(client: Any, entries: list[Any]) -> None:
+    service, body = build_request(WORKED)
+    body["prefetch"]["conditions"]["entry"] += entries
+    cards = _cards(client.post(f"/cds-services/{service}", json=body))
+    assert "VA-22" not in fired_rules(cards)
+    assert "1 entry could not be read: the problem list is incomplete" in cards[0]["detail"]
+
+
+def test_bundle_entry_not_an_array_is_400(client: Any) -> None:
+    service, body = build_request(WORKED)
+    body["prefetch"]["conditions"]["entry"] = {"resource": body["prefetch"]["conditions"]["entry"][0]["resource"]}
+    response = client.post(f"/cds-services/{service}", json=body)
+    assert response.status_code == 400
+    assert "prefetch.conditions" in json.dumps(response.get_json())

@@ -119,7 +119,11 @@ class PrefetchResult:
             if gap.get("partial"):
                 lines.append(f"only part of the {label} was received (further pages could not be fetched)")
             for rtype, n in gap.get("skipped", {}).items():
-                what = f"{n} {rtype}{'s' if n != 1 else ''}" if rtype != "unreadable entry" else f"{n} entries"
+                what = (
+                    f"{n} {rtype}{'s' if n != 1 else ''}"
+                    if rtype != "unreadable entry"
+                    else f"{n} entr{'ies' if n != 1 else 'y'}"
+                )
                 lines.append(f"{what} could not be read: the {label} is incomplete")
             if gap.get("notOfSearchedType"):
                 n, rtype = gap["notOfSearchedType"], template_type(gap["key"])[0]
@@ -215,6 +219,8 @@ def _shaped(key: str, value: Mapping[str, Any]) -> tuple[Mapping[str, Any], str 
         return value, f"prefetch.{key}: the {btype} Bundle does not hold a successful {rtype} searchset"
     if kind == "OperationOutcome":
         return value, None
+    if kind == "Bundle" and "entry" in value and not isinstance(value.get("entry"), list):
+        return value, f"prefetch.{key}: Bundle.entry must be an array"
     if is_search:
         if kind != "Bundle":
             return value, f"prefetch.{key}: the template is a {rtype} search; expected a searchset Bundle, not {kind}"

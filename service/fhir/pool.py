@@ -169,8 +169,12 @@ class ResourcePool:
         if rtype == "OperationOutcome":
             self.outcomes.append(where)
             return
-        if not isinstance(rtype, str) or rtype not in RULE_TYPES:
-            self.ignored_types[str(rtype)] += 1
+        if not isinstance(rtype, str):
+            self.skipped.append(Skipped(where, "no resourceType"))
+            intake.skipped["unreadable entry"] += 1
+            return
+        if rtype not in RULE_TYPES:
+            self.ignored_types[rtype] += 1
             return
         if self.patient_id is not None and not self.about_patient(rtype, resource):
             self.other_patient += 1  # set aside before anything else: never read, never cited
