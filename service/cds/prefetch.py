@@ -1,10 +1,14 @@
 """Prefetch resolution: use what the EHR sent, fetch what is absent, never refetch ``null``.
 
 A key is *complete* when its data are all here and all usable: a resource, a Bundle whose ``next``
-pages were followed, or ``null`` (the EHR says: no data), with no resource set aside (another
-patient's, see ``service.fhir.pool``). Only complete categories may be read as closed world by the
-fact extractor (absence of a code = false); anything partial stays unknown, while what was read
-from it still counts (a cord compression on a readable Condition is known).
+pages were followed, or ``null`` (the EHR says: no data), with nothing set aside (another patient's
+resources, see ``service.fhir.pool``), nothing unreadable (failed R4 validation, an entry without a
+resource) and no entry of another type than the search's. Pages received when the rest cannot be
+had are read, and the key stays incomplete. Only complete categories may be read as closed world by
+the fact extractor (absence of a code = false); anything partial stays unknown, while what was read
+from it still counts (a cord compression on a readable Condition, or on page one, is known). What
+made a key incomplete is reported per key (``gaps``: counts for the trace; ``gap_lines``: words for
+the cards).
 
 412 is only for a request where nothing decisive can be said: a required key (patient,
 conditions) of which no data arrived at all.
