@@ -314,7 +314,7 @@ def gather(
                 raise ApiError(
                     400,
                     "prefetch.patient is not the patient of context.patientId",
-                    issues=["prefetch.patient: a Patient other than context.patientId; nothing was evaluated"],
+                    issues=["prefetch.patient: its id is not context.patientId (or is missing); nothing was evaluated"],
                 )
             result.settle(key)
             continue
