@@ -36,13 +36,29 @@ PREFETCH: dict[str, str] = {
 # fetched, the answer is 412. Every other category missing makes its facts unknown.
 REQUIRED_KEYS = ("patient", "conditions")
 
+# what each key holds, in the words a card uses for it ("the problem list is incomplete")
+KEY_LABELS: dict[str, str] = {
+    "patient": "patient record",
+    "conditions": "problem list",
+    "labs": "lab results",
+    "ps_pain": "performance status and pain scores",
+    "findings": "spine findings",
+    "meds": "medication orders",
+    "medstatements": "medication statements",
+    "allergies": "allergy list",
+    "procedures": "radiotherapy history",
+    "imaging": "imaging reports",
+    "prognosis": "prognosis scores",
+}
+
 # category name used by the fact extractor -> prefetch keys that provide it
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "conditions": ("conditions",),
     "labs": ("labs",),
     "ps_pain": ("ps_pain",),
     "findings": ("findings",),
-    "meds": ("meds",),
+    # the medication list is complete only with both: warfarin is often recorded as a MedicationStatement
+    "meds": ("meds", "medstatements"),
     "allergies": ("allergies",),
     "procedures": ("procedures",),
     "imaging": ("imaging",),

@@ -52,6 +52,8 @@ def build_request(case: dict[str, Any], *, shuffle_seed: int | None = None) -> t
     patient = next(r for r in resources if r["resourceType"] == "Patient")
     hook = case.get("hook", "patient-view")
     missing = set(case.get("missing_keys", []))
+    # resources of another patient and resources that fail R4 validation go into the keys of their type
+    extra: list[dict[str, Any]] = [*case.get("other_patient_resources", []), *case.get("unreadable_resources", [])]
     prefetch: dict[str, Any] = {}
     for key in ALL_KEYS:
         if key in missing:
@@ -59,7 +61,9 @@ def build_request(case: dict[str, Any], *, shuffle_seed: int | None = None) -> t
         if key == "patient":
             prefetch[key] = patient
             continue
-        entries = [_entry(r) for r in resources if r["resourceType"] != "Patient" and _key_for(r) == key]
+        entries = [
+            _entry(r) for r in [*resources, *extra] if r["resourceType"] != "Patient" and _key_for(r) == key
+        ]
         if shuffle_seed is not None:
             random.Random(shuffle_seed).shuffle(entries)
         prefetch[key] = {
@@ -70,6 +74,10 @@ def build_request(case: dict[str, Any], *, shuffle_seed: int | None = None) -> t
         }
     for key in case.get("null_keys", []):
         prefetch[key] = None
+    for key in case.get("paginated_keys", []):  # a next page the service cannot follow (no fhirServer)
+        prefetch[key]["link"] = [{"relation": "next", "url": f"https://ehr.invalid/fhir/{key}?page=2"}]
+    for key, value in case.get("prefetch_override", {}).items():  # a wrong-shaped key, sent as written
+        prefetch[key] = value
     context: dict[str, Any] = {"userId": "Practitioner/case-clinician", "patientId": patient["id"]}
     if hook in {"order-select", "order-sign"}:
         orders = case.get("draft_orders", [])
