@@ -23,6 +23,8 @@ def test_case(client: Any, name: str, case: dict[str, Any]) -> None:
     cards = response.get_json()["cards"]
     assert errors_only(check_cards_response(response.get_json(), require_uuids=True)) == []
     fired = fired_rules(cards)
+    if "no_cards_reason" in expect:
+        assert cards == [], f"{name}: no cards expected ({expect['no_cards_reason']}); fired {sorted(fired)}"
     missing = set(expect.get("fire", [])) - fired
     assert not missing, f"{name}: expected rules did not fire: {sorted(missing)}; fired {sorted(fired)}"
     unexpected = set(expect.get("not_fire", [])) & fired

@@ -60,7 +60,9 @@ class Pipeline:
         available = frozenset(cat for cat, keys in CATEGORIES.items() if all(k in prefetch.complete for k in keys))
         inp = ExtractionInput(
             vocab=self.vocab,
-            resources=prefetch.pool.by_type,
+            # in id order, not arrival order: every list a fact is built from (its references, its note) is
+            # then the same however the EHR ordered its Bundles
+            resources={t: sorted(items, key=lambda r: str(r.get("id"))) for t, items in prefetch.pool.by_type.items()},
             available=available,
             thresholds={k: float(v["value"]) for k, v in self.base.thresholds.items()},
             now=self.clock(),
