@@ -28,7 +28,7 @@ from service.engine.ruleset import INDICATORS, RuleBase
 from service.engine.runtime import Evaluation, Firing
 from service.facts.model import Fact
 
-from .drafts import DraftOrders, draft_suggestions
+from .drafts import DraftOrders, draft_suggestions, medication_proposal
 
 TRACE_KEY = "org.spinecds.trace"
 OVERRIDE_SYSTEM = "https://fhir.spinecds.org/CodeSystem/override-reason"
@@ -69,7 +69,9 @@ def build_cards(evaluation: Evaluation, base: RuleBase, ctx: CardContext) -> lis
     if kinds is not None:  # an order hook: only the groups that speak to the drafts under review
         groups = {name: fs for name, fs in groups.items() if kinds & set(base.cards[name].get("orders", []))}
     plans = _plans(groups, base)
-    cards = [_card(plan, base, ctx, suppressed if plan.decision == _emergency(base, plans) else {}) for plan in plans]
+    patient = {f.fid: f for f in evaluation.facts if f.level == "*"}
+    emergency = _emergency(base, plans)
+    cards = [_card(plan, base, ctx, suppressed if plan.decision == emergency else {}, patient) for plan in plans]
     rank = list(base.decisions)
     cards.sort(  # critical first, then the decisions (warnings before info), the asks last
         key=lambda c: (
@@ -128,7 +130,13 @@ def _rank(firing: Firing, base: RuleBase) -> tuple[int, int, int]:
     return (-severity, list(base.cards).index(group), pos)
 
 
-def _card(plan: _Plan, base: RuleBase, ctx: CardContext, suppressed: Mapping[str, list[Firing]]) -> dict[str, Any]:
+def _card(
+    plan: _Plan,
+    base: RuleBase,
+    ctx: CardContext,
+    suppressed: Mapping[str, list[Firing]],
+    patient: Mapping[str, Fact],
+) -> dict[str, Any]:
     decision = base.decisions[plan.decision]
     asks = bool(decision.get("asks"))
     own = sorted((f for fs in plan.own.values() for f in fs), key=lambda f: _rank(f, base))
@@ -140,6 +148,28 @@ def _card(plan: _Plan, base: RuleBase, ctx: CardContext, suppressed: Mapping[str
     rule_ids = _unique(rid for f in everything for rid in f.rule_ids())
     facts = _unique_facts(fact for f in everything for fact in f.all_facts())
     thresholds = sorted({t for f in everything for t in f.rule.thresholds})
+    suggestions: list[dict[str, Any]] = []
+    orders: list[str] = []
+    for sid in _unique(s for f in everything for s in (f.rule.conclude or {}).get("suggestions", [])):
+        spec = base.suggestions[sid]
+        gate = patient.get(spec["unless"]) if spec.get("unless") else None
+        if gate is not None:
+            facts = _unique_facts([*facts, gate])
+        if gate is not None and gate.known and gate.value is True:
+            orders.append(f"- Not offered: {spec['label']} ({_clean(gate.note) or 'already documented'}).")
+            continue
+        suggestion = _suggestion(sid, base, ctx, facts)
+        if suggestion is None:
+            continue
+        suggestions.append(suggestion)
+        if spec.get("source"):
+            check = ""
+            if spec.get("unless") and (gate is None or not gate.known):
+                check = f" Check first: {_clean(gate.note) if gate is not None and gate.note else 'not documented'}."
+            orders.append(f"- {spec['label']}: {_link(spec['source'])}.{check}")
+    if ctx.drafts is not None:
+        for sid in _unique(s for f in everything for s in (f.rule.conclude or {}).get("draft_suggestions", [])):
+            suggestions += draft_suggestions(base.draft_suggestions[sid], ctx.drafts)
     indicator = INDICATORS[max(INDICATORS.index((f.rule.conclude or {})["indicator"]) for f in everything)]
     if asks:
         items = _ask_items(own, base)
@@ -147,7 +177,7 @@ def _card(plan: _Plan, base: RuleBase, ctx: CardContext, suppressed: Mapping[str
         detail = _asks_detail(items, facts, folded, base, everything)
     else:
         summary = _fill(lead.rule.conclude["summary"], base)
-        detail = _detail(own, folded, facts, thresholds, base, suppressed, everything)
+        detail = _detail(own, folded, facts, thresholds, base, suppressed, everything, orders)
     source = dict(base.cards[lead_group]["source"])
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
@@ -167,13 +197,6 @@ def _card(plan: _Plan, base: RuleBase, ctx: CardContext, suppressed: Mapping[str
             for rid in _unique(f.rule.id for f in own)[:3]
         ],
     }
-    suggestions = [
-        _suggestion(sid, base, ctx, facts)
-        for sid in _unique(s for f in everything for s in (f.rule.conclude or {}).get("suggestions", []))
-    ]
-    if ctx.drafts is not None:
-        for sid in _unique(s for f in everything for s in (f.rule.conclude or {}).get("draft_suggestions", [])):
-            suggestions += draft_suggestions(base.draft_suggestions[sid], ctx.drafts)
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "any"
@@ -263,12 +286,15 @@ def _detail(
     base: RuleBase,
     suppressed: Mapping[str, list[Firing]],
     everything: list[Firing],
+    orders: Sequence[str] = (),
 ) -> str:
     lead = own[0]
     blocks: list[str] = [_text(lead, base)]
     others = _bullets(own, base, skip=[lead.rule.id])
     if others:
         blocks.append("\n".join(others))
+    if orders:
+        blocks += ["**Orders to place now** (each with its source)", "\n".join(orders)]
     found = _found(facts)
     if found:
         blocks += ["**Found**", "\n".join(found)]
@@ -301,6 +327,10 @@ def _sources(firings: Sequence[Firing], base: RuleBase) -> list[str]:
         return []
     lines = [f"> “{text}” — {_reference(base, seed)}" for seed, text in quotes]
     return ["**Sources**", *lines]
+
+
+def _link(source: Mapping[str, Any]) -> str:
+    return f"[{source['label']}]({source['url']})" if source.get("url") else str(source["label"])
 
 
 def _reference(base: RuleBase, key: str) -> str:
@@ -361,7 +391,8 @@ def _decisions_fed_by(fact_ids: set[str], base: RuleBase) -> list[str]:
                 grew = True
             if rule.conclude and rule.conclude.get("type") != NEEDS_DATA:
                 d = base.cards[rule.conclude["card"]].get("decision")
-                if d and not base.decisions[d].get("asks") and d not in decisions:
+                spec = base.decisions.get(d or "", {})
+                if d and not spec.get("asks") and not spec.get("fold_into") and d not in decisions:
                     decisions.append(d)
         if not grew:
             break
@@ -425,7 +456,12 @@ def _one_referral_per_specialty(cards: list[dict[str, Any]], base: RuleBase) -> 
             ):
                 keep_on[sp] = i
     for i, card in enumerate(cards):
-        kept = [s for s, sp in tagged[i] if sp is None or keep_on[sp] == i]
+        kept = []
+        for s, sp in tagged[i]:
+            if sp is None or keep_on.get(sp) == i:
+                kept.append(s)
+                if sp is not None:
+                    keep_on.pop(sp)  # the first of this specialty on its card; later ones are dropped
         if kept:
             card["suggestions"] = kept
         elif "suggestions" in card:
@@ -442,25 +478,34 @@ def _threshold_trace(base: RuleBase, name: str) -> dict[str, Any]:
     return {"name": name, "value": spec["value"], "localDefault": bool(spec["local_default"])}
 
 
-def _suggestion(sid: str, base: RuleBase, ctx: CardContext, facts: Sequence[Fact]) -> dict[str, Any]:
+def _suggestion(sid: str, base: RuleBase, ctx: CardContext, facts: Sequence[Fact]) -> dict[str, Any] | None:
     spec = base.suggestions[sid]
-    code: dict[str, Any] = {"text": spec["code_text"]}
-    if "code" in spec:
-        code["coding"] = [dict(spec["code"])]
-    resource: dict[str, Any] = {
-        "resourceType": "ServiceRequest",
-        "status": "draft",
-        "intent": "proposal",
-        "code": code,
-        "priority": spec.get("priority", "routine"),
-    }
-    if ctx.patient_id:
-        resource["subject"] = {"reference": f"Patient/{ctx.patient_id}"}
     reasons = _unique(
         r for f in facts if f.known and f.value is not False for r in f.refs if r.startswith("Condition/")
     )
-    if reasons:
-        resource["reasonReference"] = [{"reference": r} for r in reasons]
+    resource: dict[str, Any]
+    if spec.get("resource") == "MedicationRequest":
+        if not ctx.patient_id:
+            return None  # a MedicationRequest needs its subject
+        source = str(spec.get("source", {}).get("label", ""))
+        resource = medication_proposal(spec, ctx.patient_id, reasons, source)
+    else:
+        code: dict[str, Any] = {"text": spec["code_text"]}
+        if "code" in spec:
+            code["coding"] = [dict(spec["code"])]
+        resource = {
+            "resourceType": "ServiceRequest",
+            "status": "draft",
+            "intent": "proposal",
+            "code": code,
+            "priority": spec.get("priority", "routine"),
+        }
+        if ctx.patient_id:
+            resource["subject"] = {"reference": f"Patient/{ctx.patient_id}"}
+        if reasons:
+            resource["reasonReference"] = [{"reference": r} for r in reasons]
+        if spec.get("source"):
+            resource["note"] = [{"text": f"Source: {spec['source']['label']}"}]
     out: dict[str, Any] = {
         "label": spec["label"],
         "uuid": str(uuid.uuid4()),
