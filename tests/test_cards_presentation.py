@@ -26,6 +26,7 @@ TRACE = "org.spinecds.trace"
 STANDARD_DIR = CASES_DIR.parent / "cases-standard"
 THRESHOLD_NAMES = sorted(yaml.safe_load((RULES / "thresholds.yaml").read_text(encoding="utf-8")))
 FACT_ID = re.compile(r"\b[FD]-[A-Z][A-Z0-9-]*\b")
+RULE_ID = re.compile(r"\b(VA|MD|RT|NEU|SUP|PRG)-\d+\b")  # only in the one "Rules:" line
 PY_LITERAL = re.compile(r"\b(True|False|None)\b")
 FLOAT_NOISE = re.compile(r"\d+\.\d{4,}")
 SEED_FILE = re.compile(r"\b\d{3}_[0-9a-f]{16}\.txt\b")
@@ -124,6 +125,7 @@ def test_clinician_language(responses: list[tuple[str, str, list[dict[str, Any]]
         for text in (summary, body):
             where = (name, card["extension"][TRACE]["decision"], text)
             assert not FACT_ID.search(text), (*where, FACT_ID.findall(text))
+            assert not RULE_ID.search(text), (*where, RULE_ID.findall(text))
             assert not PY_LITERAL.search(text), (*where, PY_LITERAL.findall(text))
             assert not FLOAT_NOISE.search(text), (*where, FLOAT_NOISE.findall(text))
             assert not SEED_FILE.search(text), (*where, SEED_FILE.findall(text))

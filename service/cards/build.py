@@ -56,10 +56,13 @@ class _Plan:
 
 
 def build_cards(evaluation: Evaluation, base: RuleBase, ctx: CardContext) -> list[dict[str, Any]]:
+    fired = {f.rule.id for f in evaluation.conclusions}
+    withheld = {rid: by for by in sorted(fired) for rid in base.withhold.get(by, []) if rid in fired}
     groups: dict[str, list[Firing]] = {}
     for firing in evaluation.conclusions:
         assert firing.rule.conclude is not None
-        groups.setdefault(firing.rule.conclude["card"], []).append(firing)
+        if firing.rule.id not in withheld:
+            groups.setdefault(firing.rule.conclude["card"], []).append(firing)
     suppressed: dict[str, list[Firing]] = {}
     for name in list(groups):
         for target in base.cards[name].get("suppresses", []):
@@ -72,6 +75,7 @@ def build_cards(evaluation: Evaluation, base: RuleBase, ctx: CardContext) -> lis
     patient = {f.fid: f for f in evaluation.facts if f.level == "*"}
     emergency = _emergency(base, plans)
     cards = [_card(plan, base, ctx, suppressed if plan.decision == emergency else {}, patient) for plan in plans]
+    _note_withheld(cards, withheld, base)
     rank = list(base.decisions)
     cards.sort(  # critical first, then the decisions (warnings before info), the asks last
         key=lambda c: (
@@ -85,6 +89,21 @@ def build_cards(evaluation: Evaluation, base: RuleBase, ctx: CardContext) -> lis
         del _trace(card)["own"]
     _one_referral_per_specialty(cards, base)
     return cards
+
+
+def _note_withheld(cards: list[dict[str, Any]], withheld: Mapping[str, str], base: RuleBase) -> None:
+    """The card of the withholding rule says what it withheld (detail) and lists the rule IDs (trace)."""
+    for card in cards:
+        trace = _trace(card)
+        mine = sorted(rid for rid, by in withheld.items() if by in trace["rules"])
+        if not mine:
+            continue
+        trace["withheld"] = mine
+        titles = "; ".join(_unique(base.by_id(rid)[0].title for rid in mine))
+        by = "; ".join(_unique(base.by_id(withheld[rid])[0].title.lower() for rid in mine))
+        blocks = card["detail"].split("\n\n")
+        blocks.insert(len(blocks) - 1, f"**Not shown ({by}):** {titles}.")
+        card["detail"] = "\n\n".join(blocks)
 
 
 def _trace(card: Mapping[str, Any]) -> dict[str, Any]:

@@ -98,6 +98,7 @@ class RuleBase:
     draft_suggestions: dict[str, dict[str, Any]] = field(default_factory=dict)
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # cards.yaml: what a clinician sees
     references: dict[str, dict[str, Any]] = field(default_factory=dict)  # cards.yaml: cited works by key
+    withhold: dict[str, list[str]] = field(default_factory=dict)  # cards.yaml: a fired rule withholds others
 
     def by_id(self, rule_id: str) -> list[Rule]:
         return [r for r in self.rules if r.id == rule_id]
@@ -162,6 +163,7 @@ def load_rulebase(rules_dir: str | Path, threshold_overrides: Mapping[str, Any] 
         cards_doc.get("draft_suggestions", {}),
         cards_doc.get("decisions", {}),
         cards_doc.get("references", {}),
+        {k: list(v) for k, v in cards_doc.get("withhold", {}).items()},
     )
     _check(base)
     _stratify(base)
