@@ -306,3 +306,38 @@ def test_every_card_source_names_a_work(responses: list[tuple[str, str, list[dic
         assert re.search(r"(19|20)\d\d|\(seed 00\d\)", source["label"]), (name, source)
         if "url" in source:
             assert ALLOWED_URL.match(source["url"]), (name, source)
+
+
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
+
+
+def test_rule_link_opens_a_page_in_a_browser_and_json_for_an_api_client(app: Any) -> None:
+    with app.test_client() as client:
+        page = client.get("/rules/VA-22", headers={"Accept": BROWSER})
+        assert page.status_code == 200 and page.mimetype == "text/html"
+        html = page.get_data(as_text=True)
+        assert "<h1>VA-22: Eligible for vertebral augmentation</h1>" in html
+        assert "no more than 3 levels per session" in html  # the threshold's value, not its name
+        assert "Vary" in page.headers and "Accept" in page.headers["Vary"]
+        for accept in ("application/json", "*/*", None):
+            headers = {"Accept": accept} if accept else {}
+            api = client.get("/rules/VA-22", headers=headers)
+            assert api.mimetype == "application/json", accept
+            assert api.get_json()["id"] == "VA-22"
+        index = client.get("/rules", headers={"Accept": BROWSER})
+        assert index.mimetype == "text/html" and '<a href="/rules/VA-22">VA-22</a>' in index.get_data(as_text=True)
+        assert client.get("/rules").get_json()["rules"]
+        assert client.get("/rules/XX-99", headers={"Accept": BROWSER}).status_code == 404
+
+
+def test_rule_page_escapes_everything(app: Any) -> None:
+    rule = app.extensions["spinecds"].pipeline.base.by_id("VA-22")[0]
+    title = rule.title
+    rule.title = '<script>alert("x")</script> & co'
+    try:
+        with app.test_client() as client:
+            html = client.get("/rules/VA-22", headers={"Accept": BROWSER}).get_data(as_text=True)
+    finally:
+        rule.title = title
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; co" in html

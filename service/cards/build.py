@@ -195,7 +195,7 @@ def _card(
         summary = _asks_summary(items)
         detail = _asks_detail(items, facts, folded, base, everything)
     else:
-        summary = _fill(lead.rule.conclude["summary"], base)
+        summary = fill_thresholds(lead.rule.conclude["summary"], base)
         detail = _detail(own, folded, facts, thresholds, base, suppressed, everything, orders)
     source = dict(base.cards[lead_group]["source"])
     card: dict[str, Any] = {
@@ -250,7 +250,7 @@ def _summary(text: str) -> str:
     return text if len(text) <= 140 else text[:136].rstrip(" ,;:") + "…"
 
 
-def _fill(text: str, base: RuleBase) -> str:
+def fill_thresholds(text: str, base: RuleBase) -> str:
     """Threshold placeholders ({coag.inr_max}) become the value in force at this site."""
 
     def value(m: re.Match[str]) -> str:
@@ -270,7 +270,7 @@ def _number(value: Any) -> str:
 
 def _text(firing: Firing, base: RuleBase) -> str:
     c = firing.rule.conclude or {}
-    return _fill(str(c.get("text", "")), base)
+    return fill_thresholds(str(c.get("text", "")), base)
 
 
 def _bullets(firings: Iterable[Firing], base: RuleBase, skip: Iterable[str] = ()) -> list[str]:
@@ -350,6 +350,12 @@ def _sources(firings: Sequence[Firing], base: RuleBase) -> list[str]:
 
 def _link(source: Mapping[str, Any]) -> str:
     return f"[{source['label']}]({source['url']})" if source.get("url") else str(source["label"])
+
+
+def reference_label(base: RuleBase, key: str) -> str:
+    """A cited work (a seed by file name) as its bibliographic reference, without the link."""
+    ref = base.references.get(key)
+    return str(ref["label"]) if ref is not None else key
 
 
 def _reference(base: RuleBase, key: str) -> str:
@@ -446,10 +452,8 @@ def _asks_detail(
     for n, item in enumerate(items, 1):
         needed = "; ".join(titles[d] for d in item.unblocks)
         c = item.firing.rule.conclude or {}
-        lines.append(
-            f"{n}. **{_fill(str(c.get('summary', item.firing.rule.title)), base)}.** {_text(item.firing, base)}"
-            + (f" *Unblocks: {needed}.*" if needed else "")
-        )
+        head = fill_thresholds(str(c.get("summary", item.firing.rule.title)), base)
+        lines.append(f"{n}. **{head}.** {_text(item.firing, base)}" + (f" *Unblocks: {needed}.*" if needed else ""))
     blocks.append("\n".join(lines))
     missing = _not_documented(facts)
     if missing:
