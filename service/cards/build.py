@@ -455,9 +455,6 @@ def _asks_detail(
         head = fill_thresholds(str(c.get("summary", item.firing.rule.title)), base)
         lines.append(f"{n}. **{head}.** {_text(item.firing, base)}" + (f" *Unblocks: {needed}.*" if needed else ""))
     blocks.append("\n".join(lines))
-    missing = _not_documented(facts)
-    if missing:
-        blocks += ["**Not documented**", "\n".join(missing)]
     if folded:
         blocks += ["**Also for this patient**", "\n".join(_bullets(folded, base))]
     blocks += _sources(everything, base)
