@@ -65,6 +65,7 @@ def responses(app: Any) -> list[tuple[str, str, list[dict[str, Any]]]]:
         for name, case in _all_cases():
             service, body = build_request(case)
             response = client.post(f"/cds-services/{service}", json=body)
+            assert response.status_code == case["expect"].get("status", 200), name
             if response.status_code == 200:
                 out.append((name, body["hook"], response.get_json()["cards"]))
     assert len(out) >= 50

@@ -234,7 +234,7 @@ def test_pasted_bundle_and_bad_json(page: Any) -> None:
 def test_console_renders_card_markdown_as_commonmark_does(page: Any, tmp_path: Path) -> None:
     """The console's renderer gives every card detail of the patient cases the same lists and
     paragraphs as a CommonMark library (markdown-it-py); the worked example shows at most three
-    cards, the decision first (docs/img/console-cards.png)."""
+    cards, the decision first (the screenshot in docs/img/console-cards.png is this one)."""
     from markdown_it import MarkdownIt
     from support.cases import build_request, load_cases
 
@@ -266,6 +266,6 @@ def test_console_renders_card_markdown_as_commonmark_does(page: Any, tmp_path: P
     cards = page.query_selector_all("#cards .card, .cards .card")
     assert 1 <= len(cards) <= 3
     assert cards[0].get_attribute("data-card") == "va-eligibility"
-    shots = ROOT / "docs" / "img"
-    shots.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(shots / "console-cards.png"), full_page=True)
+    page.screenshot(
+        path=str(ARTIFACTS / "console-cards-worked-example.png"), full_page=True
+    )  # docs/img/console-cards.png
