@@ -342,3 +342,11 @@ def test_rule_page_escapes_everything(app: Any) -> None:
         rule.title = title
     assert "<script>" not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; co" in html
+
+
+def test_card_stats_script_reports_the_targets_met(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.cards import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "median" in out and "critical card first when present: yes" in out and "targets met" in out

@@ -390,7 +390,8 @@ def _ask_items(firings: list[Firing], base: RuleBase) -> list[_Ask]:
         unblocks = _decisions_fed_by(unknown, base)
         c = f.rule.conclude or {}
         own = base.cards[c["card"]].get("decision")
-        if own and not base.decisions[own].get("asks") and own not in unblocks:
+        spec = base.decisions.get(own or "", {})
+        if own and not spec.get("asks") and not spec.get("fold_into") and own not in unblocks:
             unblocks.append(own)
         items[f.rule.id] = _Ask(f, unblocks)
     order = list(base.decisions)
