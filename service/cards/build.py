@@ -341,11 +341,15 @@ def _threshold_line(base: RuleBase, name: str) -> str:
 
 
 def _sources(firings: Sequence[Firing], base: RuleBase) -> list[str]:
+    """The seed quotes, each cited by its work, then one line naming the other works behind the rules."""
     quotes = _unique((q["seed"], q["text"]) for f in firings for q in (f.rule.conclude or {}).get("quotes", []))
-    if not quotes:
-        return []
-    lines = [f"> “{text}” — {_reference(base, seed)}" for seed, text in quotes]
-    return ["**Sources**", *lines]
+    works = _unique(_reference(base, key) for f in firings for key in f.rule.sources if key in base.references)
+    out = []
+    if quotes:
+        out += ["**Sources**", *(f"> “{text}” — {_reference(base, seed)}" for seed, text in quotes)]
+    if works:
+        out.append("**Evidence:** " + "; ".join(works) + ".")
+    return out
 
 
 def _link(source: Mapping[str, Any]) -> str:
