@@ -350,3 +350,16 @@ def test_card_stats_script_reports_the_targets_met(capsys: pytest.CaptureFixture
     assert main([]) == 0
     out = capsys.readouterr().out
     assert "median" in out and "critical card first when present: yes" in out and "targets met" in out
+
+
+def test_every_suggested_resource_is_valid_fhir(responses: list[tuple[str, str, list[dict[str, Any]]]]) -> None:
+    """Create/update actions carry a resource that parses as FHIR (fhir.resources R4B, the project's model)."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    checked = 0
+    for _, card in _cards(responses):
+        for action in (a for s in card.get("suggestions", []) for a in s["actions"] if "resource" in a):
+            resource = action["resource"]
+            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+            checked += 1
+    assert checked > 100
