@@ -154,7 +154,7 @@ def latest(
         return unknown(fid, f"no {label} documented", level=level)
     o, v = usable[0]
     when = fd.observation_time(o)
-    note = f"{label} {_shown(v)} ({when.date().isoformat() if when else 'undated'})"
+    note = f"{label} {_shown(v)} ({f'{when.day} {when:%b %Y}' if when else 'undated'})"  # 29 May 2026
     if len(usable) > 1:
         note += f"; latest of {len(usable)}"
     if window is not None:
