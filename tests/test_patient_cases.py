@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support.cases import build_request, card_indicators, comparable, fired_rules, load_cases
+from support.cases import build_request, card_groups, card_indicators, comparable, fired_rules, load_cases
 from support.cds_checker import check_cards_response, errors_only
 
 CASES = load_cases()
@@ -44,7 +44,7 @@ def draft_actions(cards: list[dict[str, Any]], group: str) -> list[str]:
     """Actions of a card group that change the draft order: "delete:Type/id" or "update:Type/id:<levels kept>"."""
     out = []
     for card in cards:
-        if card["extension"]["org.spinecds.trace"]["card"] != group:
+        if group not in card_groups(card):
             continue
         for action in (a for s in card.get("suggestions", []) for a in s["actions"]):
             if action["type"] == "delete":

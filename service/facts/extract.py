@@ -129,6 +129,15 @@ def observations(inp: ExtractionInput, match: Callable[[Resource], bool]) -> lis
     return [o for o in inp.counted_observations() if match(o)]
 
 
+def _shown(value: Any) -> str:
+    """A value as a clinician reads it in a note: yes/no, no float noise (8.0 -> 8, 1.380897 -> 1.38)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.3g}"
+    return str(value)
+
+
 def latest(
     inp: ExtractionInput,
     fid: str,
@@ -145,7 +154,7 @@ def latest(
         return unknown(fid, f"no {label} documented", level=level)
     o, v = usable[0]
     when = fd.observation_time(o)
-    note = f"{label} {v} ({when.date().isoformat() if when else 'undated'})"
+    note = f"{label} {_shown(v)} ({f'{when.day} {when:%b %Y}' if when else 'undated'})"  # 29 May 2026
     if len(usable) > 1:
         note += f"; latest of {len(usable)}"
     if window is not None:
