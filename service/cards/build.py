@@ -19,6 +19,7 @@ from service.engine.runtime import Evaluation, Firing
 from service.facts.model import Fact
 
 from .drafts import DraftOrders, draft_suggestions
+from .links import missing_item_asks, record_missing_items_link
 
 TRACE_KEY = "org.spinecds.trace"
 OVERRIDE_SYSTEM = "https://fhir.spinecds.org/CodeSystem/override-reason"
@@ -89,6 +90,8 @@ def _card(
             for rid in _unique(f.rule.id for f in firings)
         ],
     }
+    if asks := missing_item_asks(firings):  # the SMART app records what this card asks for
+        card["links"].append(record_missing_items_link(ctx.public_base_url, asks))
     suggestions = [
         _suggestion(sid, base, ctx, facts)
         for sid in _unique(s for f in firings for s in (f.rule.conclude or {}).get("suggestions", []))
