@@ -427,3 +427,146 @@ def test_pages_carry_a_strict_content_security_policy(ehr: Loop) -> None:
     assert config["scope"].split() >= ["launch"] and "patient/Observation.c" in config["scope"]
     html = Path(ROOT / "service" / "smart_app" / "static" / "app.html").read_text(encoding="utf-8")
     assert "<script>" not in html and "http" not in html.replace("https://", "")  # no inline script, no CDN
+
+
+# ------------------------------------------------------------------ without a browser: the link, the check, the forms
+
+
+@pytest.fixture(scope="module")
+def app_client() -> Any:
+    from service.app import create_app
+
+    app = create_app(
+        {"database_url": "sqlite:///:memory:", "public_base_url": "https://cds.example.org/"},
+        clock=lambda: datetime(2026, 6, 1, 12, tzinfo=UTC),  # the clock the patient cases are written against
+    )
+    return app.test_client()
+
+
+def _observation(code: dict[str, str], **value: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{"system": CATEGORY, "code": "exam"}]}],
+        "code": {"coding": [code]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": datetime.now(UTC).isoformat(),
+        "performer": [{"reference": CLINICIAN}],
+        **value,
+    }
+
+
+CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+ESCC_OBS = _observation(
+    {"system": LOCAL, "code": "escc-grade"}, valueCodeableConcept={"coding": [{"system": LOCAL, "code": "escc-1c"}]}
+)
+
+
+def _check(app_client: Any, form: str, resources: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    body = {"form": form, "patient": "Patient/p1", "performer": CLINICIAN, "resources": resources, **extra}
+    answer: dict[str, Any] = app_client.post("/smart/api/check", json=body).get_json()
+    return answer
+
+
+def test_the_check_reads_each_form_back_as_its_fact(app_client: Any) -> None:
+    sins = [_observation({"system": LOCAL, "code": c}, valueInteger=2) for c in ("sins-location", "sins-pain")]
+    cases = {
+        "escc": ([ESCC_OBS], {"F-ESCC": "1c"}),
+        "sins": ([*sins, _observation({"system": LOCAL, "code": "sins-total"}, valueInteger=4)], {"F-SINS": 4}),
+        "performance": ([_observation({"system": LOINC, "code": "89243-0"}, valueInteger=60)], {"F-KPS": 60}),
+        "life-expectancy": (
+            [
+                _observation(
+                    {"system": LOCAL, "code": "life-expectancy-estimate"},
+                    valueQuantity={"value": 2, "unit": "years", "system": "http://unitsofmeasure.org", "code": "a"},
+                )
+            ],
+            {"F-LE": 24},
+        ),
+        "neuro": (
+            [_observation({"system": LOCAL, "code": "neuro-deficit"}, valueBoolean=True)],
+            {"F-NEURO-DEFICIT": True},
+        ),
+        "infection": (
+            [_observation({"system": LOCAL, "code": "infection-screen-negative"}, valueBoolean=True)],
+            {"F-INFECT-SCREEN": True},
+        ),
+        "prone": (
+            [_observation({"system": LOCAL, "code": "prone-tolerance"}, valueBoolean=False)],
+            {"F-PRONE-OK": False},
+        ),
+    }
+    for form, (resources, expected) in cases.items():
+        answer = _check(app_client, form, resources)
+        assert answer["ok"], (form, answer)
+        for fid, value in expected.items():
+            assert answer["facts"][fid] == {"known": True, "value": value}, form
+
+
+def test_the_check_refuses_what_would_be_wrong_to_write(app_client: Any) -> None:
+    def issues(resource: dict[str, Any], form: str = "escc", **extra: Any) -> str:
+        answer = _check(app_client, form, [resource], **extra)
+        assert not answer["ok"]
+        return " | ".join(answer["issues"])
+
+    assert "subject is not the patient in context" in issues({**ESCC_OBS, "subject": {"reference": "Patient/p2"}})
+    assert "performer must be the launching user" in issues(
+        {**ESCC_OBS, "performer": [{"reference": "Practitioner/x"}]}
+    )
+    assert "status must be final" in issues({**ESCC_OBS, "status": "preliminary"})
+    assert "effectiveDateTime is required" in issues({k: v for k, v in ESCC_OBS.items() if k != "effectiveDateTime"})
+    assert "not one this form writes" in issues(ESCC_OBS, form="prone")
+    wrong_answer = {**ESCC_OBS, "valueCodeableConcept": {"coding": [{"system": LOCAL, "code": "escc-9"}]}}
+    assert "would not read these as F-ESCC" in issues(wrong_answer) or "escc-9" in issues(wrong_answer)
+    near_miss = {
+        **ESCC_OBS,
+        "code": {"coding": [{"system": "https://fhir.spinecds.org/CodeSystem/local", "code": "escc-grade"}]},
+    }
+    assert issues(near_miss)
+    assert "performer" in issues(ESCC_OBS, performer=None)
+    assert "unknown form" in issues(ESCC_OBS, form="nope")
+
+
+def test_every_form_writes_codes_the_service_defines() -> None:
+    from service.smart_app.forms import forms, written_codes
+
+    local = json.loads((ROOT / "fhir_profiles" / "CodeSystem-spinecds-local.json").read_text(encoding="utf-8"))
+    defined = {c["code"] for c in local["concept"]}
+    from service.facts.extract import EXTRACTORS
+
+    for form in forms():
+        for system, code in written_codes(form):
+            assert system in {LOCAL, LOINC}
+            assert system != LOCAL or code in defined, code
+        assert all(fid in EXTRACTORS for fid in form["facts"]), form["id"]
+    escc = next(f for f in forms() if f["id"] == "escc")
+    assert [o["code"] for o in escc["options"]] == ["escc-0", "escc-1a", "escc-1b", "escc-1c", "escc-2", "escc-3"]
+    sins = next(f for f in forms() if f["id"] == "sins")
+    assert sum(max(o["points"] for o in item["options"]) for item in sins["items"]) == 18  # SINS 0-18
+
+
+def test_the_card_link_is_a_valid_cds_hooks_smart_link(app_client: Any) -> None:
+    from support.cases import build_request
+    from support.cds_checker import check_cards_response, errors_only
+
+    case = json.loads((ROOT / "tests" / "cases" / "cat-md-04-06-14-va-workup.json").read_text(encoding="utf-8"))
+    service, body = build_request(case)
+    answer = app_client.post(f"/cds-services/{service}", json=body).get_json()
+    assert errors_only(check_cards_response(answer)) == []
+    links = smart_links(answer["cards"])
+    assert links and all(link["url"] == "https://cds.example.org/smart/launch" for link in links)
+    asks = [a for link in links for a in json.loads(link["appContext"])["asks"]]
+    assert {"F-ESCC", "F-INFECT-SCREEN"} <= {a["fact"] for a in asks}
+    assert all(set(a) == {"fact", "form", "rule", "why"} and a["why"] for a in asks)
+    escc = next(a for a in asks if a["fact"] == "F-ESCC")
+    assert escc["rule"] == "MD-07" and escc["form"] == "escc"
+
+
+def test_launch_refusals_without_a_browser(app_client: Any) -> None:
+    r = app_client.get("/smart/launch?iss=http://127.0.0.1:1/fhir&launch=x")
+    assert r.status_code == 400 and "SPINECDS_FHIR_SERVER_ALLOWLIST" in r.get_data(as_text=True)  # empty allowlist
+    r = app_client.get("/smart/launch")
+    assert r.status_code == 400 and "iss and launch" in r.get_data(as_text=True)
+    assert "Location" not in r.headers
+    r = app_client.get("/smart/launch?iss=%3Cscript%3E&launch=%3Cb%3E")
+    assert "<script>" not in r.get_data(as_text=True)
