@@ -120,6 +120,7 @@ def patient_record(now: datetime) -> list[dict[str, Any]]:
 class Loop:
     ehr: SmartEhr
     spinecds: str
+    server: SpinecdsServer
 
     def patient_view(self) -> list[dict[str, Any]]:
         token = self.ehr.issue_token(PATIENT)
@@ -168,8 +169,8 @@ def loop() -> Iterator[Loop]:
             "SPINECDS_FHIR_SERVER_ALLOWLIST": f"127.0.0.1:{ehr.port}",
             "SPINECDS_SMART_CLIENT_ID": CLIENT_ID,
         }
-        with SpinecdsServer(env, port=port, workers=1, threads=4):
-            yield Loop(ehr, base)
+        with SpinecdsServer(env, port=port, workers=1, threads=4) as server:
+            yield Loop(ehr, base, server)
 
 
 @pytest.fixture()
@@ -272,7 +273,8 @@ def test_card_link_launch_record_and_the_cards_change(ehr: Loop, page: Any) -> N
     assert ehr.ehr.problems == []
     assert "Ada Testpatient" in page.inner_text("#patient-banner")
     shown = set(page.eval_on_selector_all("section[data-form]", "els => els.map(e => e.dataset.form)"))
-    assert shown == {a["form"] for a in asks}  # one form per ask, nothing else
+    asked_forms = {a["form"] for a in asks}
+    assert shown == asked_forms | ({"tokuhashi"} if "life-expectancy" in asked_forms else set())  # one form per ask
     assert "ESCC (Bilsky) grade not documented" in page.inner_text('section[data-form="escc"] .why')
     assert "MD-07" in page.inner_text('section[data-form="escc"] .why')
     # contrast of the text the clinician must read (WCAG AA 4.5:1)
@@ -280,7 +282,7 @@ def test_card_link_launch_record_and_the_cards_change(ehr: Loop, page: Any) -> N
         assert _contrast(page, selector) >= 4.5, selector
     _escc_by_keyboard(page)
     _fill_data_gap_forms(page)
-    for form in shown - {"sins", "escc", "neuro", "performance"}:  # the other asks of this card, if any
+    for form in shown - {"sins", "escc", "neuro", "performance", "tokuhashi"}:  # this card's other asks, if any
         page.check(f"#include-{form}")
     if "life-expectancy" in shown:
         page.fill("#life-expectancy-value", "12")
@@ -288,9 +290,14 @@ def test_card_link_launch_record_and_the_cards_change(ehr: Loop, page: Any) -> N
         for radio in page.query_selector_all(f'input[name$="-{code}"][value="true"]'):
             radio.check()
     page.screenshot(path=str(ARTIFACTS / "smart-forms-filled.png"), full_page=True)
-    page.click("#write")
+    _tab_to(page, "el.id === 'write'")
+    page.keyboard.press("Enter")
     page.locator("#results-summary", has_text="observation(s) written").wait_for()
     assert page.locator("#results-list li.refused").count() == 0
+    assert page.evaluate("document.activeElement.id") == "results-heading"  # focus moves to the outcome
+    assert page.locator("main").count() == 1 and page.locator("header").count() == 1
+    for radio in page.query_selector_all("input[type=radio], input[type=checkbox]"):  # every control labelled
+        assert page.locator(f'label[for="{radio.get_attribute("id")}"]').count() == 1
     page.screenshot(path=str(ARTIFACTS / "smart-written.png"), full_page=True)
     if os.environ.get("SPINECDS_UPDATE_DOCS_IMG") == "1":  # docs/img/smart-app.png (committed)
         page.screenshot(path=str(DOCS_SCREENSHOT), full_page=True)
@@ -321,6 +328,10 @@ def test_card_link_launch_record_and_the_cards_change(ehr: Loop, page: Any) -> N
     assert "VA-24" not in fired(after)
     assert {"MD-07", "MD-08", "MD-09", "MD-10"}.isdisjoint(fired(after))
     assert "NEU-03" in fired(after)  # SINS 10: potentially unstable, now said
+    logs = ehr.server.output()
+    assert "/smart/api/check" in logs  # the access lines are there ...
+    for phi in (PATIENT, "Testpatient", "1963-02-01", "escc-0"):  # ... and no patient data
+        assert phi not in logs
 
 
 def test_prefilled_from_the_record_without_app_context(ehr: Loop, page: Any) -> None:
@@ -360,7 +371,7 @@ def test_prefilled_from_the_record_without_app_context(ehr: Loop, page: Any) -> 
     page.goto(ehr.launch_url(link, None))  # an EHR that does not pass appContext
     page.wait_for_selector('section[data-form="focused-exam"]')
     assert "not passed by the EHR" in page.inner_text("#status")
-    assert page.locator("section[data-form]").count() == 8  # every form
+    assert page.locator("section[data-form]").count() == 9  # every form
     assert page.is_checked('input[name="escc-value"][value="escc-1b"]')
     assert "ESCC grade 1b" in page.inner_text('section[data-form="escc"] .prefill') or "escc-1b" in page.inner_text(
         'section[data-form="escc"] .prefill'
@@ -369,6 +380,12 @@ def test_prefilled_from_the_record_without_app_context(ehr: Loop, page: Any) -> 
     assert "Karnofsky 70" in page.inner_text('section[data-form="performance"] .prefill')
     assert "midline" in page.inner_text('section[data-form="focused-exam"] .prefill').lower()
     assert not page.is_checked("#include-escc")  # prefilled values are not rewritten unless ticked
+    alert = page.locator('section[data-form="neuro"] .emergency')
+    assert alert.is_hidden()
+    page.check('input[name="neuro-motor"][value="abnormal"]')
+    page.check("#neuro-progress")
+    assert alert.is_visible() and "emergency" in alert.inner_text()
+    page.uncheck("#include-neuro")
     page.click("#write")
     page.locator("#results-summary", has_text="no form is ticked").wait_for()
     assert ehr.ehr.written == []
@@ -487,6 +504,10 @@ def test_the_check_reads_each_form_back_as_its_fact(app_client: Any) -> None:
             [_observation({"system": LOCAL, "code": "neuro-deficit"}, valueBoolean=True)],
             {"F-NEURO-DEFICIT": True},
         ),
+        "tokuhashi": (
+            [_observation({"system": LOCAL, "code": "tokuhashi-revised-total"}, valueInteger=10)],
+            {"F-TOK-TOTAL": 10},
+        ),
         "infection": (
             [_observation({"system": LOCAL, "code": "infection-screen-negative"}, valueBoolean=True)],
             {"F-INFECT-SCREEN": True},
@@ -570,3 +591,25 @@ def test_launch_refusals_without_a_browser(app_client: Any) -> None:
     assert "Location" not in r.headers
     r = app_client.get("/smart/launch?iss=%3Cscript%3E&launch=%3Cb%3E")
     assert "<script>" not in r.get_data(as_text=True)
+
+
+def test_prognosis_ask_offers_the_tokuhashi_items_as_the_alternative(ehr: Loop, page: Any) -> None:
+    before = ehr.patient_view()
+    assert "MD-13" in fired(before)
+    link = next(link for link in smart_links(before) if '"F-LE"' in link["appContext"])
+    page.goto(ehr.launch_url(link, link["appContext"]))
+    page.wait_for_selector('section[data-form="tokuhashi"]')
+    assert "alternative to an estimate" in page.inner_text('section[data-form="tokuhashi"] .why')
+    items = {"kps": 2, "extraspinal-bone": 1, "vertebral-mets": 2, "visceral": 2, "primary": 5, "palsy": 2}
+    for item, points in items.items():
+        page.check(f'input[name="tokuhashi-tokuhashi-{item}-points"][value="{points}"]')
+    assert page.inner_text("#tokuhashi-total") == "Tokuhashi 14: predicted survival ≥ 1 year"
+    page.click("#write")
+    page.locator("#results-summary", has_text="7 observation(s) written").wait_for()
+    total = next(o for o in ehr.ehr.written if o["code"]["coding"][0]["code"] == "tokuhashi-revised-total")
+    assert total["valueInteger"] == 14 and len(total["derivedFrom"]) == 6
+    after = ehr.patient_view()
+    assert "MD-13" not in fired(after) and "F-LE" not in asked_facts(after)
+    summaries = [c["summary"] for c in after]
+    assert any(s.startswith("Revised Tokuhashi 12-15") for s in summaries), summaries  # the prognosis card changed
+    assert not any(s.startswith("Revised Tokuhashi 12-15") for s in (c["summary"] for c in before))

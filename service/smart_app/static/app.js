@@ -128,7 +128,7 @@ const KINDS = {
           return;
         }
         const band = form.bands.find((b) => sum >= b.min && sum <= b.max);
-        total.textContent = `SINS ${sum}: ${band ? band.label : ""}`;
+        total.textContent = `${form.short} ${sum}: ${band ? band.label : ""}`;
         total.dataset.total = String(sum);
       };
       for (const item of form.items) {
@@ -147,12 +147,12 @@ const KINDS = {
       });
       ui.update();
       const total = latest[LOCAL + "|" + form.total.code];
-      if (total) return `In the record: SINS total ${total.valueInteger ?? (total.valueQuantity || {}).value} (${day(total)})`;
-      return found.length ? `In the record: ${found.length} of 6 components (latest ${day(found[0])})` : null;
+      if (total) return `In the record: ${form.short} total ${total.valueInteger ?? (total.valueQuantity || {}).value} (${day(total)})`;
+      return found.length ? `In the record: ${found.length} of ${form.items.length} items (latest ${day(found[0])})` : null;
     },
     build(form, ui) {
       const values = form.items.map((i) => checkedValue(ui.body, form.id + "-" + i.code));
-      if (values.includes(null)) return { error: "choose one category for each of the six components" };
+      if (values.includes(null)) return { error: `choose one answer for each of the ${form.items.length} items` };
       const parts = form.items.map((item, n) => observation(form, { code: item.code, display: item.label },
         { valueInteger: Number(values[n]) }));
       const sum = values.reduce((a, v) => a + Number(v), 0);
@@ -514,6 +514,11 @@ async function main() {
   const why = {};
   if (asks) {
     for (const a of asks) (why[a.form] = why[a.form] || []).includes(`${a.why} (${a.rule})`) || why[a.form].push(`${a.why} (${a.rule})`);
+  }
+  for (const f of forms) {
+    if (f.alternative_to && why[f.alternative_to] && !why[f.id]) {
+      why[f.id] = why[f.alternative_to].map((w) => `${w}; this score is the alternative to an estimate`);
+    }
   }
   const shown = asks ? forms.filter((f) => why[f.id]) : forms;
   if (!asks) {
