@@ -181,6 +181,7 @@ def ehr(loop: Loop) -> Loop:
     loop.ehr.written.clear()
     loop.ehr.problems.clear()
     loop.ehr.refuse = None
+    loop.ehr.ignore_patient_search = False
     loop.ehr.clear_log()
     return loop
 
@@ -368,6 +369,7 @@ def test_prefilled_from_the_record_without_app_context(ehr: Loop, page: Any) -> 
         ]
     )
     link = smart_links(ehr.patient_view())[0]
+    ehr.ehr.ignore_patient_search = True  # and whose searches answer with every patient's data
     page.goto(ehr.launch_url(link, None))  # an EHR that does not pass appContext
     page.wait_for_selector('section[data-form="focused-exam"]')
     assert "not passed by the EHR" in page.inner_text("#status")
@@ -613,3 +615,28 @@ def test_prognosis_ask_offers_the_tokuhashi_items_as_the_alternative(ehr: Loop, 
     summaries = [c["summary"] for c in after]
     assert any(s.startswith("Revised Tokuhashi 12-15") for s in summaries), summaries  # the prognosis card changed
     assert not any(s.startswith("Revised Tokuhashi 12-15") for s in (c["summary"] for c in before))
+
+
+def test_a_new_deficit_recorded_in_the_app_raises_the_emergency(ehr: Loop, page: Any) -> None:
+    """Deficit + ESCC 3 written by the app: the next patient-view leads with the cord-compression emergency
+    and withholds the routine augmentation advice (the emergency outranks it, whatever else is known)."""
+    link = next(link for link in smart_links(ehr.patient_view()) if '"F-NEURO-DEFICIT"' in link["appContext"])
+    page.goto(ehr.launch_url(link, link["appContext"]))
+    page.wait_for_selector('section[data-form="neuro"]')
+    page.check('input[name="neuro-motor"][value="abnormal"]')
+    page.check('input[name="neuro-sensory"][value="normal"]')
+    page.check('input[name="neuro-sphincter"][value="normal"]')
+    page.fill("#neuro-onset", (datetime.now(UTC) - timedelta(days=1)).date().isoformat())
+    page.check("#neuro-progress")
+    assert page.locator('section[data-form="neuro"] .emergency').is_visible()
+    page.check('input[name="escc-value"][value="escc-3"]')
+    page.click("#write")
+    page.locator("#results-summary", has_text="2 observation(s) written").wait_for()
+    exam = next(o for o in ehr.ehr.written if o["code"]["coding"][0]["code"] == "neuro-deficit")
+    assert exam["valueBoolean"] is True
+    assert {"code": {"text": "Motor (limb power)"}, "valueCodeableConcept": {"text": "Weakness"}} in exam["component"]
+    assert any(c.get("valueDateTime") for c in exam["component"])
+    after = ehr.patient_view()
+    assert after[0]["indicator"] == "critical" and "NEU-01" in fired(after[:1])
+    assert "VA-24" not in fired(after) and "VA-22" not in fired(after)
+    assert "withheld" in after[0]["detail"].lower()

@@ -10,7 +10,9 @@
   practitioner, and the launch's ``appContext`` (CDS Hooks link ``appContext``);
 * ``POST /fhir/Observation``: 201 with the stored resource, or the OperationOutcome of ``refuse``
   (a callable the test sets) with 422; a write for another patient than the token's is refused (403);
-* CORS on every answer, as an EHR serving a browser app from another origin must.
+* CORS on every answer, as an EHR serving a browser app from another origin must;
+* ``ignore_patient_search``: searches ignore ``patient``/``subject`` (a broken EHR answering with
+  every patient's data), to test that the app shows only the context patient's.
 
 Every failed check is appended to ``problems`` (and answered 400), so a test can assert none occurred.
 """
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from .fhir_server import FHIR_JSON, FhirTestServer, _Handler, _HTTPServer, _operation_outcome
 
@@ -73,6 +75,9 @@ class _SmartHandler(_Handler):
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
+        if self.server.app.ignore_patient_search and url.query:  # a broken EHR: every patient's data
+            kept = [(k, v) for k, v in parse_qsl(url.query, keep_blank_values=True) if k not in {"patient", "subject"}]
+            self.path = f"{url.path}?{urlencode(kept)}"
         if url.path == "/auth/authorize":
             self.server.app._record(self)
             self._authorize({k: v[0] for k, v in parse_qs(url.query).items()})
@@ -206,6 +211,7 @@ class SmartEhr(FhirTestServer):
         self.written: list[Resource] = []
         self.problems: list[str] = []
         self.refuse: Refusal | None = None
+        self.ignore_patient_search = False  # True: searches answer every patient's resources (a broken EHR)
         self._smart_lock = threading.Lock()
         self._id_token_key = secrets.token_bytes(32)
 
