@@ -546,6 +546,8 @@ def test_the_check_refuses_what_would_be_wrong_to_write(app_client: Any) -> None
         "code": {"coding": [{"system": "https://fhir.spinecds.org/CodeSystem/local", "code": "escc-grade"}]},
     }
     assert issues(near_miss)
+    huge = _observation({"system": LOCAL, "code": "sins-total"}, valueInteger=10**400)  # no 500, not written
+    assert "would not read" in issues(huge, form="sins")
     assert "performer" in issues(ESCC_OBS, performer=None)
     assert "unknown form" in issues(ESCC_OBS, form="nope")
 
