@@ -142,8 +142,8 @@ class Loop:
         cards: list[dict[str, Any]] = r.json()["cards"]
         return cards
 
-    def launch_url(self, link: dict[str, Any], app_context: str | None) -> str:
-        launch = self.ehr.register_launch(PATIENT, f"{self.ehr.base_url}/{CLINICIAN}", app_context)
+    def launch_url(self, link: dict[str, Any], app_context: str | None, *, user: str | None = CLINICIAN) -> str:
+        launch = self.ehr.register_launch(PATIENT, f"{self.ehr.base_url}/{user}" if user else None, app_context)
         return f"{link['url']}?{urlencode({'iss': self.ehr.base_url, 'launch': launch})}"
 
 
@@ -431,6 +431,12 @@ def test_launch_without_a_smart_context_is_refused(ehr: Loop, page: Any) -> None
     assert page.locator("section[data-form]").count() == 0
     assert ehr.ehr.requests == []  # the EHR was never contacted
     assert ehr.ehr.written == []
+    # a launch whose id_token does not name the user: nothing can be recorded as someone's
+    link = smart_links(ehr.patient_view())[0]
+    page.goto(ehr.launch_url(link, link["appContext"], user=None))
+    page.locator("#status.refusal").wait_for()
+    assert "did not say who you are" in page.inner_text("#status")
+    assert page.locator("section[data-form]").count() == 0 and ehr.ehr.written == []
 
 
 def test_pages_carry_a_strict_content_security_policy(ehr: Loop) -> None:

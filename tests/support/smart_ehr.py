@@ -45,7 +45,7 @@ def b64url(data: bytes) -> str:
 @dataclass
 class Launch:
     patient: str
-    fhir_user: str
+    fhir_user: str | None
     app_context: str | None
 
 
@@ -240,7 +240,7 @@ class SmartEhr(FhirTestServer):
     def __enter__(self) -> SmartEhr:
         return self.start()
 
-    def register_launch(self, patient: str, fhir_user: str, app_context: str | None) -> str:
+    def register_launch(self, patient: str, fhir_user: str | None, app_context: str | None) -> str:
         launch_id = secrets.token_urlsafe(12)
         self.launches[launch_id] = Launch(patient, fhir_user, app_context)
         return launch_id
@@ -258,15 +258,13 @@ class SmartEhr(FhirTestServer):
     def _authorized(self, authorization: str | None) -> bool:
         return self.token_patient(authorization) is not None
 
-    def id_token(self, fhir_user: str) -> str:
-        """An OpenID Connect id_token (HS256, key private to this server: the app does not verify it)."""
+    def id_token(self, fhir_user: str | None) -> str:
+        """An OpenID Connect id_token (HS256, key private to this server: the app does not verify it);
+        without ``fhirUser`` when ``fhir_user`` is None (an EHR that does not say who launched)."""
         header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-        claims = {
-            "iss": self.base_url,
-            "sub": fhir_user.rsplit("/", 1)[-1],
-            "aud": self.client_id,
-            "fhirUser": fhir_user,
-        }
+        claims: Resource = {"iss": self.base_url, "sub": "user-1", "aud": self.client_id}
+        if fhir_user is not None:
+            claims |= {"sub": fhir_user.rsplit("/", 1)[-1], "fhirUser": fhir_user}
         payload = b64url(json.dumps(claims).encode())
         signature = b64url(hmac.new(self._id_token_key, f"{header}.{payload}".encode(), hashlib.sha256).digest())
         return f"{header}.{payload}.{signature}"
