@@ -495,7 +495,7 @@ def _check(app_client: Any, form: str, resources: list[dict[str, Any]], **extra:
 
 def test_the_check_reads_each_form_back_as_its_fact(app_client: Any) -> None:
     sins = [_observation({"system": LOCAL, "code": c}, valueInteger=2) for c in ("sins-location", "sins-pain")]
-    cases = {
+    cases: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
         "escc": ([ESCC_OBS], {"F-ESCC": "1c"}),
         "sins": ([*sins, _observation({"system": LOCAL, "code": "sins-total"}, valueInteger=4)], {"F-SINS": 4}),
         "performance": ([_observation({"system": LOINC, "code": "89243-0"}, valueInteger=60)], {"F-KPS": 60}),
