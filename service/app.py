@@ -30,6 +30,7 @@ from service.fhir_api.blueprint import bp as fhir_api_bp
 from service.ops import metrics
 from service.ops.blueprint import bp as ops_bp
 from service.ops.logging import REQUEST_ID_HEADER, configure_logging, request_id_from, set_request_id
+from service.smart_app.blueprint import bp as smart_app_bp
 from service.state import AppState
 
 log = logging.getLogger("spinecds")
@@ -86,6 +87,7 @@ def create_app(
     if settings.console == "enabled":
         app.register_blueprint(console_bp)  # /console (docs/console.md)
     app.register_blueprint(api_docs_bp)
+    app.register_blueprint(smart_app_bp)  # /smart (docs/smart-app.md)
     _cors(app, settings.cors_origins)
     _request_context(app)
     install_auth(app, settings, db, clock or (lambda: datetime.now(UTC)))  # docs/security.md

@@ -48,6 +48,8 @@ class Settings:
     jwt_max_lifetime_seconds: int = 3600
     # hosts (host or host:port) whose fhirServer the service may call; empty = prefetch only
     fhir_server_allowlist: str = ""
+    # OAuth client id the EHR registered for the SMART app at /smart/launch (docs/smart-app.md)
+    smart_client_id: str = "spinecds"
 
     def validate(self) -> Settings:
         db = urlparse(self.database_url)
@@ -70,6 +72,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}THRESHOLDS_FILE: no such file {self.thresholds_file!r}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"{PREFIX}LOG_LEVEL: must be DEBUG, INFO, WARNING or ERROR")
+        if not self.smart_client_id or any(ord(c) < 0x21 or ord(c) > 0x7E for c in self.smart_client_id):
+            raise ConfigError(f"{PREFIX}SMART_CLIENT_ID: must be a non-empty printable ASCII client id")
         if self.console not in {"enabled", "disabled"}:
             raise ConfigError(f"{PREFIX}CONSOLE: must be enabled or disabled")
         self._validate_security()

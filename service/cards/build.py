@@ -29,6 +29,7 @@ from service.engine.runtime import Evaluation, Firing
 from service.facts.model import Fact
 
 from .drafts import DraftOrders, draft_suggestions, medication_proposal
+from .links import missing_item_asks, record_missing_items_link
 
 TRACE_KEY = "org.spinecds.trace"
 OVERRIDE_SYSTEM = "https://fhir.spinecds.org/CodeSystem/override-reason"
@@ -218,6 +219,9 @@ def _card(
             for rid in _unique(f.rule.id for f in own)[:3]
         ],
     }
+    # the "What to document next" card launches the SMART app that records what it asks for
+    if asks and (recordable := missing_item_asks(everything)):
+        card["links"].append(record_missing_items_link(ctx.public_base_url, recordable))
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "any"
