@@ -82,9 +82,23 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _number(value: Any) -> float | None:
+    """A finite NumericDate, else None (also for an integer too large for a float: 10**400)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _storable_text(value: str) -> bool:
+    """Text a database column can hold as written: valid Unicode (no lone surrogate), no control characters."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return value.isprintable()
 
 
 class JwtVerifier:
@@ -237,6 +251,8 @@ class JwtVerifier:
             raise AuthFailure("lifetime")
         if not jti or len(jti) > MAX_JTI_LENGTH:
             raise AuthFailure("jti_missing")
+        if not _storable_text(jti):
+            raise AuthFailure("jti_invalid")  # a lone surrogate or NUL would fail in the replay store (a 500)
         tenant = claims.get("tenant")
         if tenant is not None and not isinstance(tenant, str):
             raise AuthFailure("tenant")

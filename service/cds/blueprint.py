@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,7 +21,7 @@ from service.state import AppState
 from .definitions import SERVICES, ServiceDefinition
 from .prefetch import PrefetchUnavailable
 from .request import parse_hook_request
-from .strict_json import parse_json_body
+from .strict_json import json_request_body
 
 log = logging.getLogger("spinecds.cds")
 bp = Blueprint("cds", __name__)
@@ -39,28 +40,6 @@ def _service(service_id: str) -> ServiceDefinition:
     return service
 
 
-def _json_body() -> Any:
-    mimetype = request.mimetype or ""
-    if not (mimetype == "application/json" or mimetype.endswith("+json")):
-        raise ApiError(415, "send the request as application/json")
-    return parse_json_body(_body_bytes())
-
-
-def _body_bytes() -> bytes:
-    """The body, 413 above MAX_CONTENT_LENGTH also without Content-Length (chunked).
-
-    Werkzeug stops reading a length-less stream at the limit without an error, which would turn an
-    oversized chunked body into a truncated one (a misleading 400); one more byte tells them apart.
-    """
-    data = request.get_data(cache=True)
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if request.content_length is None and limit is not None and len(data) >= limit:
-        raw = request.environ.get("wsgi.input")
-        if raw is not None and raw.read(1):
-            raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
-    return data
-
-
 @bp.get("/cds-services")
 def discovery() -> Response:
     return jsonify({"services": [s.discovery() for s in SERVICES.values()]})
@@ -69,7 +48,7 @@ def discovery() -> Response:
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     service = _service(service_id)
-    hook_request = parse_hook_request(_json_body(), service)
+    hook_request = parse_hook_request(json_request_body(), service)
     state = _state()
     started = time.perf_counter()
     try:
@@ -124,7 +103,7 @@ def _record_cards(state: AppState, service: ServiceDefinition, hook_instance: st
 @bp.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     service = _service(service_id)
-    items = _parse_feedback(_json_body())
+    items = _parse_feedback(json_request_body())
     state = _state()
     rows = [_feedback_row(service.id, item) for item in items]
     try:
@@ -183,6 +162,9 @@ def _parse_feedback(body: Any) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             problems.append(f"{where}: must be an object")
             continue
+        if not _valid_unicode(item):
+            problems.append(f"{where}: contains text that is not valid Unicode (a lone surrogate such as \\ud800)")
+            continue
         if not isinstance(item.get("card"), str) or not item["card"]:
             problems.append(f"{where}.card: required card uuid")
         outcome = item.get("outcome")
@@ -230,6 +212,16 @@ def _stored_text_problems(where: str, item: dict[str, Any]) -> list[str]:
         if "\x00" in value:
             problems.append(f"{name}: must not contain NUL characters")
     return problems
+
+
+def _valid_unicode(value: Any) -> bool:
+    """No string in ``value`` (keys included) holds a lone surrogate, which JSON escapes can carry but no
+    database encoding can store (it would fail as a 500 that the EHR retries forever)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _override_problems(where: str, reason: Any) -> list[str]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
+from flask import Blueprint, Response, current_app, jsonify, send_from_directory
 
+from service.cds.strict_json import json_request_body
 from service.errors import ApiError
 from service.offline.catalogue import rule_catalogue
 from service.offline.inputs import BadInput, subjects_from_json
@@ -72,7 +73,7 @@ def sample_request(sample_id: str) -> Response:
 @bp.post("/api/requests")
 def requests_from_data() -> Response:
     """A pasted FHIR Bundle, case file or CDS Hooks request -> the CDS Hooks request(s) to send."""
-    body = request.get_json(silent=True)
+    body = json_request_body()  # the limits of the CDS endpoints: size, depth, strict JSON
     if not isinstance(body, dict) or "data" not in body:
         raise ApiError(400, 'send {"data": <FHIR Bundle or CDS Hooks request>, "hook": "patient-view"}')
     hook = body.get("hook", "patient-view")

@@ -19,6 +19,7 @@ from urllib.parse import urljoin, urlparse
 
 import requests
 
+from service.cds.strict_json import MAX_JSON_DEPTH, nesting_depth
 from service.fhir.allowlist import FhirServerAllowlist
 from service.http_limits import ResponseTooLarge, outgoing_session, read_limited
 
@@ -126,9 +127,13 @@ class FhirClient:
 
 
 def _resource(body: bytes) -> dict[str, Any]:
+    # nesting is measured before parsing (C-level passes over the bytes): JSON nested 100,000 deep
+    # would otherwise end in a RecursionError here or in any later consumer
+    if nesting_depth(body) > MAX_JSON_DEPTH:
+        raise FetchError(f"FHIR server sent JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         data = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise FetchError("FHIR server sent something that is not JSON") from exc
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
         raise FetchError("FHIR server sent JSON that is not a FHIR resource")
