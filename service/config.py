@@ -27,6 +27,7 @@ def _default_db_url() -> str:
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(default_factory=_default_db_url)
+    database_timeout: float = 3.0  # seconds for any one wait on the database: connect, statement, pool
     public_base_url: str = "http://127.0.0.1:8080"
     fhir_connect_timeout: float = 3.0
     fhir_read_timeout: float = 10.0
@@ -58,6 +59,8 @@ class Settings:
         base = urlparse(self.public_base_url)
         if base.scheme not in {"http", "https"} or not base.netloc:
             raise ConfigError(f"{PREFIX}PUBLIC_BASE_URL: must be an absolute http(s) URL, got {self.public_base_url!r}")
+        if not 0 < self.database_timeout <= 60:
+            raise ConfigError(f"{PREFIX}DATABASE_TIMEOUT: must be between 0 and 60 seconds")
         for name in ("fhir_connect_timeout", "fhir_read_timeout"):
             if not 0 < getattr(self, name) <= 120:
                 raise ConfigError(f"{PREFIX}{name.upper()}: must be between 0 and 120 seconds")

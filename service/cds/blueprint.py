@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.db import feedback_items, issued_cards
+from service.db import feedback_items
 from service.errors import ApiError
 from service.ops import metrics
 from service.state import AppState
@@ -26,6 +26,7 @@ from .strict_json import json_request_body
 log = logging.getLogger("spinecds.cds")
 bp = Blueprint("cds", __name__)
 FEEDBACK_RETRY_AFTER_S = 30  # seconds the EHR is asked to wait before resending feedback (503)
+_RETRY = {"Retry-After": str(FEEDBACK_RETRY_AFTER_S)}
 
 
 def _state() -> AppState:
@@ -76,28 +77,26 @@ def call_service(service_id: str) -> Response:
 
 
 def _record_cards(state: AppState, service: ServiceDefinition, hook_instance: str, cards: list[dict[str, Any]]) -> None:
-    if not cards:
+    if not cards or not state.schema.ensure():
+        if cards:
+            state.audit.missed("unreachable", len(cards), "database not reachable")
         return
     now = datetime.now(UTC)
-    rows = [
-        {
-            "card_uuid": card["uuid"],
-            "service_id": service.id,
-            "hook_instance": hook_instance,
-            "card_group": card["extension"]["org.spinecds.trace"]["card"],
-            "indicator": card["indicator"],
-            "rules": card["extension"]["org.spinecds.trace"]["rules"],
-            "rule_base": card["extension"]["org.spinecds.trace"]["ruleBase"],
-            "issued_at": now,
-        }
-        for card in cards
-    ]
-    try:
-        with state.db.begin() as conn:  # one executemany insert
-            conn.execute(insert(issued_cards), rows)
-    except SQLAlchemyError:
-        # cards are still valid advice; the audit row is lost and that is logged loudly
-        log.exception("could not record issued cards")
+    state.audit.record(
+        [
+            {
+                "card_uuid": card["uuid"],
+                "service_id": service.id,
+                "hook_instance": hook_instance,
+                "card_group": card["extension"]["org.spinecds.trace"]["card"],
+                "indicator": card["indicator"],
+                "rules": card["extension"]["org.spinecds.trace"]["rules"],
+                "rule_base": card["extension"]["org.spinecds.trace"]["ruleBase"],
+                "issued_at": now,
+            }
+            for card in cards
+        ]
+    )
 
 
 @bp.post("/cds-services/<service_id>/feedback")
@@ -107,15 +106,15 @@ def feedback(service_id: str) -> Response:
     state = _state()
     rows = [_feedback_row(service.id, item) for item in items]
     try:
+        if not state.schema.ensure():
+            raise ApiError(503, "feedback could not be stored now; retry later", headers=_RETRY)
         with state.db.begin() as conn:
             for row in rows:
                 if not _already_stored(conn, row):
                     conn.execute(insert(feedback_items).values(**row))
     except SQLAlchemyError as exc:
         log.error("feedback not stored: database unavailable (%s)", type(exc).__name__)
-        raise ApiError(
-            503, "feedback could not be stored now; retry later", headers={"Retry-After": str(FEEDBACK_RETRY_AFTER_S)}
-        ) from exc
+        raise ApiError(503, "feedback could not be stored now; retry later", headers=_RETRY) from exc
     metrics.feedback_stored(service.id, (item["outcome"] for item in items))
     return jsonify({"stored": len(items)})
 

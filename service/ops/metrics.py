@@ -64,6 +64,16 @@ AUTH_FAILURES = Counter("spinecds_auth_failures_total", "Refused CDS client auth
 FEEDBACK = Counter(
     "spinecds_feedback_items_total", "Feedback items stored, by service and outcome", ["service", "outcome"]
 )
+AUDIT_MISSED = Counter(
+    "spinecds_issued_card_audit_missed_total",
+    "Issued-card audit rows not recorded (database failing or slow); the cards were answered",
+    ["reason"],
+)
+
+
+def issued_card_audit_missed(reason: str, count: int) -> None:
+    """``reason``: ``unreachable``, ``skipped`` or ``failed`` (a closed set)."""
+    AUDIT_MISSED.labels(reason).inc(count)
 
 
 def observe_http(method: str, route: str, status: int, seconds: float) -> None:
