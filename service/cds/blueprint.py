@@ -19,6 +19,13 @@ from service.ops import metrics
 from service.state import AppState
 
 from .definitions import SERVICES, ServiceDefinition
+from .feedback_limits import (
+    MAX_ACCEPTED_SUGGESTIONS,
+    MAX_FEEDBACK_BYTES,
+    MAX_FEEDBACK_ITEMS,
+    MAX_SUGGESTION_ID_CHARS,
+    MAX_USER_COMMENT_CHARS,
+)
 from .prefetch import PrefetchUnavailable
 from .request import parse_hook_request
 from .strict_json import json_request_body
@@ -102,21 +109,24 @@ def _record_cards(state: AppState, service: ServiceDefinition, hook_instance: st
 @bp.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     service = _service(service_id)
-    items = _parse_feedback(json_request_body())
+    items = _parse_feedback(json_request_body(MAX_FEEDBACK_BYTES))
     state = _state()
     rows = [_feedback_row(service.id, item) for item in items]
+    stored: list[str] = []  # outcomes of the items stored now
     try:
         if not state.schema.ensure():
             raise ApiError(503, "feedback could not be stored now; retry later", headers=_RETRY)
         with state.db.begin() as conn:
-            for row in rows:
+            for row in rows:  # an item sent twice in one request is found by the second check
                 if not _already_stored(conn, row):
                     conn.execute(insert(feedback_items).values(**row))
+                    stored.append(row["outcome"])
     except SQLAlchemyError as exc:
         log.error("feedback not stored: database unavailable (%s)", type(exc).__name__)
         raise ApiError(503, "feedback could not be stored now; retry later", headers=_RETRY) from exc
-    metrics.feedback_stored(service.id, (item["outcome"] for item in items))
-    return jsonify({"stored": len(items)})
+    metrics.feedback_stored(service.id, stored)
+    # honest counts: a resent item (the EHR lost the answer) is not stored twice, and says so
+    return jsonify({"stored": len(stored), "alreadyStored": len(rows) - len(stored)})
 
 
 def _feedback_row(service_id: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +165,8 @@ def _already_stored(conn: Connection, row: dict[str, Any]) -> bool:
 def _parse_feedback(body: Any) -> list[dict[str, Any]]:
     if not isinstance(body, dict) or not isinstance(body.get("feedback"), list) or not body["feedback"]:
         raise ApiError(400, 'feedback body must be {"feedback": [ ... ]} with at least one item')
+    if len(body["feedback"]) > MAX_FEEDBACK_ITEMS:
+        raise ApiError(413, f"at most {MAX_FEEDBACK_ITEMS} feedback items per request; send the rest separately")
     problems: list[str] = []
     for i, item in enumerate(body["feedback"]):
         where = f"feedback[{i}]"
@@ -175,6 +187,10 @@ def _parse_feedback(body: Any) -> list[dict[str, Any]]:
             or not all(isinstance(s, dict) and isinstance(s.get("id"), str) for s in accepted)
         ):
             problems.append(f'{where}.acceptedSuggestions: must be an array of {{"id": suggestion uuid}}')
+        elif accepted is not None and len(accepted) > MAX_ACCEPTED_SUGGESTIONS:
+            problems.append(f"{where}.acceptedSuggestions: at most {MAX_ACCEPTED_SUGGESTIONS} suggestions")
+        elif accepted is not None and any(len(s["id"]) > MAX_SUGGESTION_ID_CHARS for s in accepted):
+            problems.append(f"{where}.acceptedSuggestions: ids of at most {MAX_SUGGESTION_ID_CHARS} characters")
         if outcome == "accepted" and not accepted:
             problems.append(f"{where}.acceptedSuggestions: required when outcome is accepted (cds-fb-2)")
         reason = item.get("overrideReason")
@@ -198,7 +214,7 @@ def _stored_text_problems(where: str, item: dict[str, Any]) -> list[str]:
     fields: list[tuple[str, Any, int | None]] = [(f"{where}.{k}", item.get(k), n) for k, n in _STORED_TEXT]
     reason = item.get("overrideReason")
     if isinstance(reason, dict):
-        fields.append((f"{where}.overrideReason.userComment", reason.get("userComment"), None))
+        fields.append((f"{where}.overrideReason.userComment", reason.get("userComment"), MAX_USER_COMMENT_CHARS))
         coding = reason.get("reason")
         if isinstance(coding, dict):
             fields += [(f"{where}.overrideReason.reason.{k}", coding.get(k), n) for k, n in _STORED_REASON]

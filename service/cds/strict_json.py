@@ -90,13 +90,19 @@ def _no_duplicate_keys(keys_written: int, body: Any) -> bool:
     return keys_written == dumped.count(b'":') - dumped.count(b'\\":')
 
 
-def json_request_body() -> Any:
+def json_request_body(max_bytes: int | None = None) -> Any:
     """The JSON body of the current request under the limits of every POST endpoint: 415 unless JSON,
-    413 above ``MAX_CONTENT_LENGTH``, 400 unless strict JSON (``parse_json_body``)."""
+    413 above ``MAX_CONTENT_LENGTH`` (or the endpoint's own smaller ``max_bytes``, refused from the
+    declared length before anything is read), 400 unless strict JSON (``parse_json_body``)."""
     mimetype = request.mimetype or ""
     if not (mimetype == "application/json" or mimetype.endswith("+json")):
         raise ApiError(415, "send the request as application/json")
-    return parse_json_body(_body_bytes())
+    if max_bytes is not None and request.content_length is not None and request.content_length > max_bytes:
+        raise ApiError(413, f"request body exceeds the limit of {max_bytes} bytes for this endpoint")
+    data = _body_bytes()
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ApiError(413, f"request body exceeds the limit of {max_bytes} bytes for this endpoint")
+    return parse_json_body(data)
 
 
 def _body_bytes() -> bytes:
