@@ -179,7 +179,7 @@ class JwtVerifier:
             raise AuthFailure("unknown_issuer")
         if alg not in issuer.algorithms:
             raise AuthFailure("alg_not_accepted")
-        key = self._key(issuer, header.get("jku"), kid, alg)
+        source, key = self._key(issuer, header.get("jku"), kid, alg)
         try:
             verified = jwt.decode(
                 token,
@@ -203,9 +203,10 @@ class JwtVerifier:
             raise AuthFailure("bad_signature") from None
         if verified != claims:
             raise AuthFailure("bad_payload")  # cannot happen with one parser; refuse rather than guess
+        source.verified()  # a genuine signature: unknown kids of this set may refresh at once again
         return self._claims(issuer, claims, audience, kid, jti)
 
-    def _key(self, issuer: Issuer, jku: Any, kid: str, alg: str) -> PublicKey:
+    def _key(self, issuer: Issuer, jku: Any, kid: str, alg: str) -> tuple[KeySource, PublicKey]:
         # Keys exchanged out of band (file, jwks_uri) always count for their issuer; a jku header must be
         # allowlisted for the issuer (else refused outright) and is consulted after them.
         if jku is not None and (
@@ -222,11 +223,12 @@ class JwtVerifier:
         if not locations:
             raise AuthFailure("jku_missing")  # this issuer's keys are only reachable through jku
         for location in locations:
-            key = self.source(location).key(kid)
+            source = self.source(location)
+            key = source.key(kid)
             if key is not None:
                 if not key.fits(alg):
                     raise AuthFailure("key_mismatch")
-                return key
+                return source, key
         raise AuthFailure("unknown_kid")
 
     def _claims(self, issuer: Issuer, claims: dict[str, Any], audience: str, kid: str, jti: str | None) -> CdsClient:
