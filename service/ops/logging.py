@@ -46,7 +46,7 @@ def current_request_id() -> str | None:
 _SECRETS = re.compile(
     r"(?i)\b(bearer|basic|digest|negotiate)\s+[^\s'\",;]+"
     r"|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*"
-    r"|\b(access_token|id_token|token|code|password|client_secret)=[^&\s'\"]+"
+    r"|\b(access_token|id_token|token|password|client_secret)=[^&\s'\"]+"
 )
 # gunicorn's own parser warning quotes the offending request line or header line verbatim
 _GUNICORN_INVALID = re.compile(r"^(Invalid request from ip=[^:]*: )([^:']*)")
@@ -54,7 +54,15 @@ _GUNICORN_INVALID = re.compile(r"^(Invalid request from ip=[^:]*: )([^:']*)")
 
 def redact(message: str) -> str:
     """``message`` with anything shaped like a credential replaced by ``[redacted]``."""
-    return _SECRETS.sub(lambda m: f"{m.group(1)} [redacted]" if m.group(1) else "[redacted]", message)
+    return _SECRETS.sub(_redacted, message)
+
+
+def _redacted(match: re.Match[str]) -> str:
+    if match.group(1):
+        return f"{match.group(1)} [redacted]"
+    if match.group(2):
+        return f"{match.group(2)}=[redacted]"
+    return "[redacted]"
 
 
 def _message(record: logging.LogRecord) -> str:
