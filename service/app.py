@@ -62,6 +62,7 @@ def create_app(
         settings.fhir_read_timeout,
         settings.fhir_max_pages,
         settings.fhir_max_response_bytes,
+        max_total_bytes=settings.fhir_max_total_bytes,
         allowlist=FhirServerAllowlist.parse(settings.fhir_server_allowlist),
     )
     _warn_fhir_allowlist(limits.allowlist)

@@ -33,6 +33,7 @@ class Settings:
     fhir_read_timeout: float = 10.0
     fhir_max_pages: int = 20
     fhir_max_response_bytes: int = 20_000_000
+    fhir_max_total_bytes: int = 40_000_000  # all FHIR responses of one hook call, every page and key
     max_request_bytes: int = 25_000_000
     cors_origins: str = "*"
     thresholds_file: str = ""
@@ -64,7 +65,7 @@ class Settings:
         for name in ("fhir_connect_timeout", "fhir_read_timeout"):
             if not 0 < getattr(self, name) <= 120:
                 raise ConfigError(f"{PREFIX}{name.upper()}: must be between 0 and 120 seconds")
-        for name in ("fhir_max_pages", "fhir_max_response_bytes", "max_request_bytes"):
+        for name in ("fhir_max_pages", "fhir_max_response_bytes", "fhir_max_total_bytes", "max_request_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()}: must be a positive integer")
         if self.spine_surgical_backup not in {"true", "false", "unknown"}:

@@ -1,8 +1,10 @@
 """Fetching what the prefetch did not carry from the EHR's FHIR server.
 
 Bounded in every direction: connect/read timeouts, a deadline for the whole call, a byte limit per
-response, a page limit, ``next`` links only to the same origin as ``fhirServer``, redirects followed
-only within that origin (at most ``MAX_REDIRECTS``), and every URL checked against the allowlist
+response and one for everything the call reads (all pages of all keys: ``max_total_bytes``, so twenty
+pages just under the per-response limit cannot add up to gigabytes in a worker), a nesting limit, a
+page limit, ``next`` links only to the same origin as ``fhirServer``, redirects followed only within
+that origin (at most ``MAX_REDIRECTS``), and every URL checked against the allowlist
 (``service.fhir.allowlist``). The access token is sent only to ``fhirServer``'s origin and never
 logged; proxies and ``.netrc`` of the environment are not used (``trust_env`` off; a CA bundle
 may be named with ``REQUESTS_CA_BUNDLE``).
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +40,7 @@ class FetchLimits:
     max_pages: int
     max_bytes: int
     total_timeout: float = 30.0  # seconds for everything one hook call fetches
+    max_total_bytes: int = 40_000_000  # bytes of every response one hook call reads, all pages and keys
     allowlist: FhirServerAllowlist = field(default_factory=FhirServerAllowlist)  # empty: nothing is fetched
 
 
@@ -52,6 +56,8 @@ class FhirClient:
         self._token = token
         self._limits = limits
         self._deadline = time.monotonic() + limits.total_timeout
+        self._bytes_left = limits.max_total_bytes
+        self._bytes_lock = threading.Lock()
         self._session = session or outgoing_session()
 
     def _check(self, url: str) -> None:
@@ -67,6 +73,14 @@ class FhirClient:
             raise FetchError("FHIR fetches took longer than the configured total time")
         return remaining
 
+    def _spend(self, size: int) -> None:
+        """Count ``size`` bytes against the call's total, shared by the keys fetched in parallel."""
+        with self._bytes_lock:
+            self._bytes_left -= size
+            over = self._bytes_left < 0 or (size == 0 and self._bytes_left == 0)
+        if over:
+            raise FetchError("FHIR responses to this call larger in total than the configured limit")
+
     def get_json(self, url: str) -> dict[str, Any]:
         headers = {"Accept": "application/fhir+json, application/json"}
         if self._token:
@@ -74,6 +88,7 @@ class FhirClient:
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 self._check(url)  # before the token goes anywhere
+                self._spend(0)  # the total is spent already: no further request
                 remaining = self._remaining()
                 with self._session.get(
                     url,
@@ -88,7 +103,9 @@ class FhirClient:
                     if resp.status_code != 200:
                         raise FetchError(f"FHIR server answered HTTP {resp.status_code}")
                     # a server trickling bytes is cut off at the deadline
-                    body = read_limited(resp, self._limits.max_bytes, between_reads=self._remaining)
+                    body = read_limited(
+                        resp, self._limits.max_bytes, between_reads=self._remaining, on_chunk=self._spend
+                    )
                     break
             else:
                 raise FetchError(f"more than {MAX_REDIRECTS} redirects")
