@@ -1,7 +1,9 @@
-"""No secret in any log line, gunicorn's own included; metric labels only from closed sets (real gunicorn).
+"""No secret in any log line, the server's own included; metric labels only from closed sets (real server).
 
-gunicorn logs a malformed request with the parser's message, which quotes the offending line: a
-header line without its colon (``Authorization Bearer <token>``) put the whole token in a warning.
+gunicorn's gthread worker logged a malformed request with the parser's message, which quotes the
+offending line: a header line without its colon (``Authorization Bearer <token>``) put the whole
+token in a warning. The request parser is waitress's now (``service.serving_worker``), and every
+JSON log line is scrubbed of credential-shaped text whoever wrote it (``service.ops.logging``).
 Random HTTP method names, needing no token, each made a new metric series.
 """
 
@@ -55,10 +57,9 @@ MALFORMED = [
 def test_malformed_requests_leave_no_secret_in_any_log_line(server: SpinecdsServer) -> None:
     for request in MALFORMED:
         answer = _raw(server, request.encode("latin-1"))
-        assert answer.startswith(b"HTTP/1.1 4"), answer[:200]
+        assert re.match(rb"HTTP/1\.[01] [24]\d\d ", answer), answer[:200]  # refused, or read leniently
     assert requests.get(server.url("/health/live"), timeout=10).status_code == 200
     log = server.output()
-    assert "Invalid request" in log or "invalid request" in log.lower(), "gunicorn's warning itself still logged"
     for secret in (SECRET_JWT, SECRET_BASIC, SECRET_OPAQUE, SECRET_JWT[:40], SECRET_BASIC[-20:], SECRET_OPAQUE[-20:]):
         assert secret not in log, f"secret in log: ...{log[max(0, log.find(secret) - 200) : log.find(secret) + 50]}"
 
@@ -67,7 +68,7 @@ def test_random_method_names_do_not_create_metric_series(server: SpinecdsServer)
     for _ in range(25):
         method = "X" + uuid.uuid4().hex[:10].upper().translate(str.maketrans("0123456789", "GHIJKLMNOP"))
         answer = _raw(server, f"{method} /cds-services HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        assert answer.startswith(b"HTTP/1.1 4"), answer[:200]
+        assert re.match(rb"HTTP/1\.[01] 4\d\d ", answer), answer[:200]
         _raw(server, f"{method} /nowhere/{uuid.uuid4().hex} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     text = requests.get(server.url("/metrics"), timeout=10).text
     methods = set(re.findall(r'^spinecds_http_requests_total\{[^}]*method="([^"]*)"', text, re.M))
