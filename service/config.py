@@ -35,6 +35,7 @@ class Settings:
     fhir_max_response_bytes: int = 20_000_000
     fhir_max_total_bytes: int = 40_000_000  # all FHIR responses of one hook call, every page and key
     max_request_bytes: int = 25_000_000
+    request_read_timeout: float = 30.0  # seconds to receive a whole request (head and body) once it has begun
     cors_origins: str = "*"
     thresholds_file: str = ""
     spine_surgical_backup: str = "unknown"
@@ -60,6 +61,8 @@ class Settings:
         base = urlparse(self.public_base_url)
         if base.scheme not in {"http", "https"} or not base.netloc:
             raise ConfigError(f"{PREFIX}PUBLIC_BASE_URL: must be an absolute http(s) URL, got {self.public_base_url!r}")
+        if not 1 <= self.request_read_timeout <= 300:
+            raise ConfigError(f"{PREFIX}REQUEST_READ_TIMEOUT: must be between 1 and 300 seconds")
         if not 0 < self.database_timeout <= 60:
             raise ConfigError(f"{PREFIX}DATABASE_TIMEOUT: must be between 0 and 60 seconds")
         for name in ("fhir_connect_timeout", "fhir_read_timeout"):

@@ -11,9 +11,9 @@ forks the workers, restarts a dead one, and on SIGTERM each worker stops accepti
 in-flight requests finish (up to ``graceful_timeout``) before it exits.
 
 Bounds per worker (docs/security.md): ``CONNECTION_LIMIT`` open connections (then new ones wait
-in the listen backlog), ``READ_TIMEOUT_SECONDS`` to receive a whole request once it has begun
-(head and body: a client dripping bytes is cut off), ``IDLE_TIMEOUT_SECONDS`` for a keep-alive
-connection without a request, ``MAX_HEADER_BYTES`` of request head.
+in the listen backlog), ``SPINECDS_REQUEST_READ_TIMEOUT`` (30 s) to receive a whole request once it
+has begun (head and body: a client dripping bytes is cut off), ``IDLE_TIMEOUT_SECONDS`` for a
+keep-alive connection without a request, ``MAX_HEADER_BYTES`` of request head.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
 
 CONNECTION_LIMIT = 1000
-READ_TIMEOUT_SECONDS = 30.0
+DEFAULT_READ_TIMEOUT_SECONDS = 30.0  # when the app carries no spinecds settings (bench apps)
 IDLE_TIMEOUT_SECONDS = 15
 MAX_HEADER_BYTES = 64 * 1024
 LOOP_SECONDS = 1.0  # the event loop wakes at least this often (gunicorn heartbeat, shutdown)
@@ -50,11 +50,12 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
 
 class _Server(TcpWSGIServer):  # type: ignore[misc]
     channel_class = _Channel
+    read_timeout = DEFAULT_READ_TIMEOUT_SECONDS
 
     def maintenance(self, now: float) -> None:
         super().maintenance(now)  # idle keep-alive connections (channel_timeout)
         for channel in list(self.active_channels.values()):
-            if channel.request is not None and now - channel.request_started > READ_TIMEOUT_SECONDS:
+            if channel.request is not None and now - channel.request_started > self.read_timeout:
                 channel.will_close = True  # a request still arriving after the read timeout: cut off
 
 
@@ -67,7 +68,7 @@ class BufferingWorker(Worker):  # type: ignore[misc]
             threads=self.cfg.threads,
             connection_limit=CONNECTION_LIMIT,
             channel_timeout=IDLE_TIMEOUT_SECONDS,
-            cleanup_interval=2,
+            cleanup_interval=1,  # how often timeouts are checked
             max_request_header_size=MAX_HEADER_BYTES,
             # the app answers an oversized body with its own OperationOutcome (413); waitress stops
             # reading only far beyond that
@@ -77,6 +78,8 @@ class BufferingWorker(Worker):  # type: ignore[misc]
             expose_tracebacks=False,
             log_socket_errors=False,
         )
+        state = getattr(self.wsgi, "extensions", {}).get("spinecds")
+        read_timeout = state.settings.request_read_timeout if state is not None else DEFAULT_READ_TIMEOUT_SECONDS
         channels: dict[int, Any] = {}
         dispatcher = ThreadedTaskDispatcher()
         dispatcher.set_thread_count(adj.threads)
@@ -93,6 +96,8 @@ class BufferingWorker(Worker):  # type: ignore[misc]
             )
             for listener in self.sockets
         ]
+        for server in servers:
+            server.read_timeout = read_timeout
         parent = os.getppid()
         while self.alive:
             self.notify()

@@ -79,3 +79,28 @@ def test_a_burst_of_1000_keep_alive_requests_all_get_answers(server: SpinecdsSer
         statuses = [s for batch in pool.map(client, [BURST // 20] * 20) for s in batch]
     assert len(statuses) == BURST and set(statuses) == {200}
     assert time.monotonic() - started < 60
+
+
+def test_a_request_dripped_past_the_read_timeout_is_cut_off_and_a_steady_one_is_not() -> None:
+    with SpinecdsServer({"SPINECDS_REQUEST_READ_TIMEOUT": "2"}, workers=1, threads=2) as server:
+        head = b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 40
+
+        def drip(seconds_per_byte: float) -> tuple[bytes, float]:
+            started = time.monotonic()
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                try:
+                    for byte in head:
+                        sock.sendall(bytes([byte]))
+                        time.sleep(seconds_per_byte)
+                        if time.monotonic() - started > 15:
+                            break
+                    sock.sendall(b"\r\n\r\n")
+                    return sock.recv(65536), time.monotonic() - started
+                except OSError:  # reset by the server: cut off
+                    return b"", time.monotonic() - started
+
+        answer, seconds = drip(0.25)  # ~23 s for the whole head: past the 2 s read timeout
+        assert not answer.startswith(b"HTTP/1.1 200"), answer[:100]
+        assert seconds < 8, f"cut off only after {seconds:.1f}s"
+        answer, _ = drip(0.01)  # under a second: answered
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
