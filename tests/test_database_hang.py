@@ -145,3 +145,48 @@ def test_a_database_down_at_start_is_waited_for_without_a_traceback(cluster: Pri
         output = server.output()
     _only_json_lines(output)
     assert "database" in output and "retry" in output.lower()
+
+
+def test_with_auth_required_a_frozen_database_leaves_discovery_up_and_calls_fast_503(
+    cluster: PrivateCluster, tmp_path: Any
+) -> None:
+    """Tokens cannot be checked for replay while the database hangs: service calls and feedback answer
+    503 at once (never a silent acceptance); discovery, which holds no patient data, keeps answering."""
+    import json
+
+    import yaml
+    from support.jwt_tools import Client
+
+    ehr = Client.generated("https://ehr.frozen.example")
+    (tmp_path / "jwks.json").write_text(json.dumps(ehr.jwks()))
+    issuers = tmp_path / "issuers.yaml"
+    issuers.write_text(yaml.safe_dump({"issuers": [{"iss": ehr.iss, "jwks_file": str(tmp_path / "jwks.json")}]}))
+    service, call = build_request(load_json(CASES_DIR / "va-22-worked-example-eligible.json"))
+    env = {
+        "SPINECDS_DATABASE_URL": cluster.url,
+        "SPINECDS_DATABASE_TIMEOUT": str(DB_TIMEOUT),
+        "SPINECDS_AUTH": "required",
+        "SPINECDS_ISSUERS_FILE": str(issuers),
+    }
+    server = SpinecdsServer(env, workers=1, threads=4)
+    server.env["SPINECDS_PUBLIC_BASE_URL"] = server.base_url
+
+    def bearer(path: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ehr.mint(server.url(path), time.time())}"}
+
+    with server:
+        assert requests.get(server.url("/cds-services"), headers=bearer("/cds-services"), timeout=30).status_code == 200
+        pids = cluster.freeze()
+        try:
+            for _ in range(2):
+                response, seconds = _timed("GET", server.url("/cds-services"), headers=bearer("/cds-services"))
+                assert response.status_code == 200 and seconds < BOUNDED, (response.status_code, seconds)
+                path = f"/cds-services/{service}"
+                response, seconds = _timed("POST", server.url(path), json=call, headers=bearer(path))
+                _assert_503(response, seconds, "service call (replay store unavailable)")
+            unsigned, _ = _timed("GET", server.url("/cds-services"))
+            assert unsigned.status_code == 401  # a token is still required, and verified
+        finally:
+            cluster.thaw(pids)
+        output = server.output()
+    _only_json_lines(output)
