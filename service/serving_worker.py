@@ -75,6 +75,10 @@ class BufferingWorker(Worker):  # type: ignore[misc]
             max_request_body_size=max(2 * int(app_limit), 1 << 20) + (1 << 20),
             asyncore_use_poll=True,
             ident="spinecds",
+            # as gunicorn's defaults did: a TLS front on the same host may say the scheme was https
+            trusted_proxy="127.0.0.1",
+            trusted_proxy_headers={"x-forwarded-proto"},
+            clear_untrusted_proxy_headers=True,
             expose_tracebacks=False,
             log_socket_errors=False,
         )
