@@ -14,11 +14,12 @@ from flask import Flask, Response, g, request
 
 from service.api_docs.blueprint import bp as api_docs_bp
 from service.auth.gate import install_auth
+from service.cds.audit import CardAudit
 from service.cds.blueprint import bp as cds_bp
 from service.cds.pipeline import Pipeline
 from service.config import ConfigError, Settings
 from service.console.blueprint import bp as console_bp
-from service.db import init_db, make_engine
+from service.db import SchemaSetup, make_engine
 from service.engine.ruleset import load_rulebase
 from service.engine.runtime import Engine
 from service.errors import register_error_handlers
@@ -62,6 +63,7 @@ def create_app(
         settings.fhir_read_timeout,
         settings.fhir_max_pages,
         settings.fhir_max_response_bytes,
+        max_total_bytes=settings.fhir_max_total_bytes,
         allowlist=FhirServerAllowlist.parse(settings.fhir_server_allowlist),
     )
     _warn_fhir_allowlist(limits.allowlist)
@@ -73,13 +75,14 @@ def create_app(
         settings.public_base_url,
         clock or (lambda: datetime.now(UTC)),
     )
-    db = make_engine(settings.database_url)
-    init_db(db)
+    db = make_engine(settings.database_url, settings.database_timeout)
+    schema = SchemaSetup(db)
+    schema.ensure()  # a database down at start is retried (readiness stays 503 until then), never fatal
 
     app = Flask("spinecds")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["spinecds"] = AppState(settings, pipeline, db)
+    app.extensions["spinecds"] = AppState(settings, pipeline, db, schema, CardAudit(db))
     register_error_handlers(app)
     app.register_blueprint(cds_bp)
     app.register_blueprint(ops_bp)

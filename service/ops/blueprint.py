@@ -16,6 +16,7 @@ from service.ops.rule_pages import index_page, rule_page, wants_html
 from service.state import AppState
 
 bp = Blueprint("ops", __name__)
+READY_RETRY_AFTER_S = "5"
 
 
 def _state() -> AppState:
@@ -37,14 +38,17 @@ def metrics() -> Response:
 @bp.get("/health/ready")
 def ready() -> Response:
     state = _state()
+    retry = {"Retry-After": READY_RETRY_AFTER_S}
+    if not state.schema.ensure():
+        raise ApiError(503, "database not reachable", headers=retry)
     try:
         with state.db.connect() as conn:
             conn.execute(text("SELECT 1"))
             schema = schema_problem(conn)
     except SQLAlchemyError as exc:
-        raise ApiError(503, "database not reachable") from exc
+        raise ApiError(503, "database not reachable", headers=retry) from exc
     if schema:
-        raise ApiError(503, schema)
+        raise ApiError(503, schema, headers=retry)
     return jsonify(
         {"status": "ready", "rules": len(state.pipeline.base.rule_ids), "ruleBase": state.pipeline.base.digest}
     )
