@@ -68,6 +68,8 @@ def load_profiles(directory: str | Path) -> list[Profile]:
     profiles = []
     for path in sorted(Path(directory).glob("StructureDefinition-*.json")):
         sd = json.loads(path.read_text(encoding="utf-8"))
+        if sd.get("kind") != "resource":
+            continue  # extensions (verification-status) constrain no resource the service reads
         rtype = sd["type"]
         elements = sd["differential"]["element"]
         root = next(e for e in elements if e["path"] == rtype)

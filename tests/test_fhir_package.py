@@ -1,0 +1,121 @@
+"""fhir_profiles/ is a FHIR NPM package: only resources inside, a current .index.json and generated
+CodeSystem, a release tarball with the package/ layout, and fhir-package-loader (npm) loads it with
+R4 core and mCODE STU4 and resolves every canonical it references."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT
+from support import node_tools
+
+from service.conformance import fhir_package
+
+PACKAGE = ROOT / "fhir_profiles"
+
+
+@pytest.fixture(scope="session")
+def npm_tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    node_tools.require_node()
+    return node_tools.install(tmp_path_factory.mktemp("npm-tools"))
+
+
+def test_package_folder_holds_only_fhir_resources_and_its_manifest() -> None:
+    manifest = fhir_package.manifest(PACKAGE)
+    assert manifest["name"] == "spinecds.fhir" and manifest["fhirVersions"] == ["4.0.1"]
+    assert manifest["canonical"] == "https://fhir.spinecds.org"
+    assert manifest["dependencies"] == {"hl7.fhir.r4.core": "4.0.1", "hl7.fhir.us.mcode": "4.0.0"}
+    for path in sorted(PACKAGE.iterdir()):
+        assert path.is_file(), path.name
+        if path.name in ("package.json", ".index.json"):
+            continue
+        resource = json.loads(path.read_text(encoding="utf-8"))
+        assert path.name == f"{resource['resourceType']}-{resource['id']}.json"
+
+
+def test_generated_files_are_current() -> None:
+    assert fhir_package.stale() == [], "run scripts/fhir-package generate"
+
+
+def test_index_lists_every_resource_with_its_metadata() -> None:
+    index = json.loads((PACKAGE / ".index.json").read_text(encoding="utf-8"))
+    assert index["index-version"] == 1
+    files = {e["filename"]: e for e in index["files"]}
+    assert set(files) == {p.name for p in fhir_package.resource_files(PACKAGE)}
+    sd = files["StructureDefinition-spine-sins.json"]
+    assert sd == {
+        "filename": "StructureDefinition-spine-sins.json",
+        "resourceType": "StructureDefinition",
+        "id": "spine-sins",
+        "url": "https://fhir.spinecds.org/StructureDefinition/spine-sins",
+        "version": "0.1.0",
+        "kind": "resource",
+        "type": "Observation",
+    }
+
+
+def test_a_stale_index_is_detected(tmp_path: Path) -> None:
+    copy = tmp_path / "fhir_profiles"
+    copy.mkdir()
+    for path in PACKAGE.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    assert fhir_package.stale(copy) == []
+    sd = json.loads((copy / "StructureDefinition-spine-sins.json").read_text(encoding="utf-8"))
+    sd["version"] = "0.1.1"
+    (copy / "StructureDefinition-spine-sins.json").write_text(json.dumps(sd), encoding="utf-8")
+    assert fhir_package.stale(copy) == [".index.json"]
+    with pytest.raises(ValueError, match="stale"):
+        fhir_package.build(tmp_path / "out", copy)
+
+
+def _members(tgz: Path) -> dict[str, bytes]:
+    with tarfile.open(tgz) as tar:
+        out = {}
+        for m in tar.getmembers():
+            assert m.isfile(), m.name
+            data = tar.extractfile(m)
+            assert data is not None
+            out[m.name] = data.read()
+        return out
+
+
+def test_release_tarball_has_the_package_layout_and_is_reproducible(tmp_path: Path) -> None:
+    tgz = fhir_package.build(tmp_path / "a")
+    assert tgz.name == "spinecds.fhir-0.1.0.tgz"
+    members = _members(tgz)
+    assert list(members)[:2] == ["package/package.json", "package/.index.json"]
+    expected = {f"package/{p.name}" for p in fhir_package.resource_files(PACKAGE)}
+    assert set(members) - {"package/package.json", "package/.index.json"} == expected
+    for name, data in members.items():
+        assert data == (PACKAGE / name.removeprefix("package/")).read_bytes()
+    assert fhir_package.build(tmp_path / "b").read_bytes() == tgz.read_bytes()
+
+
+def _load_with_fpl(npm_tools: Path, tmp_path: Path) -> dict[str, Any]:
+    tgz = fhir_package.build(tmp_path / "dist")
+    cache = node_tools.fhir_cache(npm_tools, tgz, tmp_path / "fhir-cache")
+    done = node_tools.node(
+        ROOT / "tests/node/load_package.cjs",
+        npm_tools,
+        str(cache),
+        "hl7.fhir.r4.core#4.0.1",
+        "hl7.fhir.us.mcode#4.0.0",
+        "spinecds.fhir#0.1.0",
+    )
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    result["returncode"] = done.returncode
+    return result
+
+
+def test_fhir_package_loader_loads_the_package_and_resolves_every_canonical(npm_tools: Path, tmp_path: Path) -> None:
+    result = _load_with_fpl(npm_tools, tmp_path)
+    assert set(result["statuses"].values()) == {"LOADED"}, result["statuses"]
+    assert result["resources"] == len(fhir_package.resource_files(PACKAGE))
+    assert result["references"] > 100
+    assert result["errors"] == [] and result["unresolved"] == {}, {k: len(v) for k, v in result["unresolved"].items()}
+    assert result["returncode"] == 0
