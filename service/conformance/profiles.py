@@ -58,6 +58,14 @@ class Assessment:
         return not self.issues
 
 
+# Choice types a profile excludes (its base does: mCODE's effective[x] has no instant, its course summary's
+# performed[x] is a Period; our scores are integers) but the fact extractor still reads
+# (service/facts/fhirdata.py observation_time, resource_time, numeric_value). validate reports them as
+# profile findings and says so, rather than claiming the fact is lost.
+READ_ANYWAY = frozenset({"effectiveInstant", "performedDateTime", "valueQuantity"})
+READ_ANYWAY_NOTE = "spinecds still reads it, other FHIR validators reject it against this profile"
+
+
 def _valueset_id(binding: Mapping[str, Any] | None) -> str | None:
     if not binding or binding.get("strength") != "required":
         return None
@@ -200,8 +208,11 @@ class ProfileSet:
                 suffix = key[len(rule.name) - 3 :]
                 if suffix[:1].lower() + suffix[1:] not in rule.types and suffix not in rule.types:
                     allowed = ", ".join(rule.types)
-                    result.issues.append(f"{profile.noun}: {key} is not one of {allowed}{why}")
-                    continue
+                    lenient = key in READ_ANYWAY
+                    note = f": {READ_ANYWAY_NOTE}" if lenient else why
+                    result.issues.append(f"{profile.noun}: {key} is not one of {allowed}{note}")
+                    if not lenient:
+                        continue
             coded = not rule.name.endswith("[x]") or key.endswith(("CodeableConcept", "Coding"))
             if rule.valueset and coded:
                 vs = self.vocab.valueset(rule.valueset)
