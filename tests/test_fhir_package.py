@@ -55,6 +55,7 @@ def test_index_lists_every_resource_with_its_metadata() -> None:
         "version": "0.1.0",
         "kind": "resource",
         "type": "Observation",
+        "derivation": "constraint",
     }
 
 
@@ -119,3 +120,19 @@ def test_fhir_package_loader_loads_the_package_and_resolves_every_canonical(npm_
     assert result["references"] > 100
     assert result["errors"] == [] and result["unresolved"] == {}, {k: len(v) for k, v in result["unresolved"].items()}
     assert result["returncode"] == 0
+    # snapshots inherit mCODE's references into its own dependencies (US Core 6.1.0, the HL7 extensions
+    # and terminology packages), which no reachable registry has: they are the only ones left unresolved
+    mcode_dependencies = (
+        "http://hl7.org/fhir/us/core/",
+        "http://loinc.org/vs/",
+        "http://hl7.org/fhir/StructureDefinition/elementdefinition-type-must-support",
+    )
+    assert [u for u in result["unresolvedInherited"] if not u.startswith(mcode_dependencies)] == []
+
+
+def test_committed_snapshots_are_what_fhir_snapshot_generator_makes(npm_tools: Path) -> None:
+    snapshots = fhir_package.generate_snapshots(npm_tools)
+    assert set(snapshots) == {
+        json.loads(p.read_text(encoding="utf-8"))["url"] for p in PACKAGE.glob("StructureDefinition-*.json")
+    }
+    assert fhir_package.stale_snapshots(snapshots) == [], "run scripts/fhir-package snapshots"

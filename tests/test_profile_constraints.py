@@ -159,3 +159,17 @@ def test_validate_reports_a_type_the_profile_excludes_and_says_the_service_still
     pain.pop("valueQuantity")
     pain["valueInteger"] = 7
     assert profiles.assess(pain)[0].met
+
+
+@pytest.mark.parametrize("path", _profiles(), ids=lambda p: p.stem.removeprefix("StructureDefinition-"))
+def test_profile_has_a_snapshot_that_applies_its_differential(path: Path) -> None:
+    """Snapshots are generated (scripts/fhir-package snapshots; tests/test_fhir_package.py checks they are
+    current); here: each one holds every differential element with the differential's constraints."""
+    sd = json.loads(path.read_text(encoding="utf-8"))
+    snapshot = {e["id"]: e for e in sd["snapshot"]["element"]}
+    assert sd["snapshot"]["element"][0]["id"] == sd["type"]
+    for e in sd["differential"]["element"]:
+        assert e["id"] in snapshot, e["id"]
+        for key in ("min", "max", "type", "binding", "minValueInteger", "maxValueInteger", "fixedUri"):
+            if key in e:
+                assert snapshot[e["id"]][key] == e[key], (e["id"], key)

@@ -1,7 +1,8 @@
 // Load FHIR packages from a local FHIR package cache with fhir-package-loader (FPL 2) and resolve every
 // canonical reference of one package. Usage: node load_package.cjs <cacheDir> <name#version> [<name#version>...]
-// The last package is the one whose references are checked. Prints JSON; exit 1 on any load error, error
-// log line or unresolved reference.
+// The last package is the one whose references are checked: those it authors (all but snapshots) must
+// resolve; those its snapshots inherit from their bases are listed apart (unresolvedInherited).
+// Prints JSON; exit 1 on any load error, error log line or unresolved authored reference.
 const { BasePackageLoader, LoadStatus } = require("fhir-package-loader/dist/loader");
 const { DiskBasedPackageCache } = require("fhir-package-loader/dist/cache");
 const { createSQLJSPackageDB } = require("fhir-package-loader/dist/db");
@@ -42,12 +43,20 @@ function canonicals(node, path, out) {
   const [name, version] = specs[specs.length - 1].split("#");
   const infos = loader.findResourceInfos("*", { scope: `${name}|${version}` });
   const refs = [];
+  const inherited = []; // from snapshots: what the bases (mCODE) reference, resolvable with their dependencies
   const ids = [];
   for (const info of infos) {
     const resource = info.resourcePath ? loader.getResourceAtPath(info.resourcePath) : undefined;
     ids.push(`${info.resourceType}/${info.id}`);
-    if (resource) canonicals(resource, `${info.resourceType}/${info.id}`, refs);
+    if (resource) {
+      const { snapshot, ...authored } = resource;
+      canonicals(authored, `${info.resourceType}/${info.id}`, refs);
+      if (snapshot) canonicals(snapshot, `${info.resourceType}/${info.id}.snapshot`, inherited);
+    }
   }
+  const unresolvedInherited = [
+    ...new Set(inherited.filter((r) => loader.findResourceInfo(r.url) === undefined).map((r) => r.url)),
+  ].sort();
   const unresolved = {};
   refs.filter((r) => loader.findResourceInfo(r.url) === undefined).forEach((r) => {
     (unresolved[r.url] = unresolved[r.url] || []).push(r.where);
@@ -60,6 +69,7 @@ function canonicals(node, path, out) {
     references: refs.length,
     distinctReferences: [...new Set(refs.map((r) => r.url))].length,
     unresolved,
+    unresolvedInherited,
     errors,
     warnings: messages.filter((m) => m.level === "warn"),
   };
