@@ -72,18 +72,23 @@ def _tarball(packs: Path, spec: str) -> Path:
     return packs / f"{name}-{version}.tgz"
 
 
-def fhir_cache(tools: Path, spinecds_tarball: Path, where: Path) -> Path:
-    """A FHIR package cache folder holding hl7.fhir.r4.core, hl7.fhir.us.mcode and spinecds.fhir."""
-    packs = tools / "packs"
-    core = where / "hl7.fhir.r4.core#4.0.1" / "package"
-    core.mkdir(parents=True)
-    with tarfile.open(_tarball(packs, "hl7.fhir.r4.examples@4.0.1")) as tar:
+def core_definitions(tools: Path, where: Path) -> Path:
+    """The R4 4.0.1 core conformance resources (from hl7.fhir.r4.examples@4.0.1) as files in ``where``."""
+    where.mkdir(parents=True)
+    with tarfile.open(_tarball(tools / "packs", "hl7.fhir.r4.examples@4.0.1")) as tar:
         for member in tar.getmembers():
             name = member.name.removeprefix("package/")
             if member.isfile() and "/" not in name and name.split("-", 1)[0] in CORE_TYPES:
                 source = tar.extractfile(member)
                 if source is not None:
-                    (core / name).write_bytes(source.read())
+                    (where / name).write_bytes(source.read())
+    return where
+
+
+def fhir_cache(tools: Path, spinecds_tarball: Path, where: Path) -> Path:
+    """A FHIR package cache folder holding hl7.fhir.r4.core, hl7.fhir.us.mcode and spinecds.fhir."""
+    packs = tools / "packs"
+    core = core_definitions(tools, where / "hl7.fhir.r4.core#4.0.1" / "package")
     (core / "package.json").write_text(
         json.dumps(
             {
