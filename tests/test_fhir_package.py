@@ -22,10 +22,9 @@ from service.conformance import fhir_package
 PACKAGE = ROOT / "fhir_profiles"
 
 
-@pytest.fixture(scope="session")
-def npm_tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    node_tools.require_node()
-    return node_tools.install(tmp_path_factory.mktemp("npm-tools"))
+@pytest.fixture(scope="module")
+def npm_tools() -> Path:
+    return node_tools.shared_install()
 
 
 def test_package_folder_holds_only_fhir_resources_and_its_manifest() -> None:
