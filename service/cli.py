@@ -26,6 +26,13 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings is None:
         return 2
+    from service.engine.build import UnpatchedEngineError, engine_description, require_patched_engine
+
+    try:
+        print(f"spinecds: engine {engine_description(require_patched_engine())}", file=sys.stderr)
+    except UnpatchedEngineError as exc:
+        print(f"spinecds: refusing to start: {exc}", file=sys.stderr)
+        return 2
     # before prometheus_client is imported (it reads PROMETHEUS_MULTIPROC_DIR once, at import)
     from service.ops.metrics_dir import prepare_multiprocess_dir, remove_private_dir
 
