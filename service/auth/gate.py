@@ -41,6 +41,10 @@ def _safe(value: str | None) -> str:
     return repr("".join(c if c.isprintable() else "?" for c in value[:120]))
 
 
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text[:600])
+
+
 def unauthorized() -> Response:
     response = error_response(401, UNAUTHORIZED_MESSAGE)
     response.headers["WWW-Authenticate"] = 'Bearer realm="spinecds"'
@@ -97,12 +101,13 @@ def install_auth(
             g.cds_client = verifier.verify(request.headers.get("Authorization"), base + path)
         except AuthFailure as failure:
             log.warning(
-                "JWT refused: %s (iss=%s kid=%s jti=%s endpoint=%s)",
+                "JWT refused: %s (iss=%s kid=%s jti=%s endpoint=%s)%s",
                 failure.reason,
                 _safe(failure.iss),
                 _safe(failure.kid),
                 _safe(failure.jti),
                 _safe(path),
+                f": {_printable(failure.detail)}" if failure.detail else "",
             )
             on_failure(failure.reason)
             return unauthorized()
