@@ -92,7 +92,8 @@ def create_app(
     _request_context(app)
     install_auth(app, settings, db, clock or (lambda: datetime.now(UTC)))  # docs/security.md
     log.info(
-        "spinecds ready: %d rules in %d strata (rule base %s), database %s, engine %s",
+        "spinecds app loaded: %d rules in %d strata (rule base %s), database %s, engine %s; "
+        "serving once ready (GET /health/ready says when)",
         len(base.rule_ids),
         base.strata,
         base.digest,

@@ -36,4 +36,5 @@ def test_scripts_serve_exposes_service_metrics_and_leaves_no_temp_dir(tmp_path: 
         assert list(tmp.glob("spinecds-metrics-*")), "the samples live in a private temp dir while it runs"
         assert server.terminate() == 0
         assert "engine durable-rules 2.0.28+spinecds.1 (patched)" in server.output(), "the start says which engine"
+        assert "spinecds ready" not in server.output(), "readiness is /health/ready's to say (503 until migrated)"
     assert not list(tmp.glob("spinecds-metrics-*")), "the metrics temp dir is removed at exit"
