@@ -81,3 +81,25 @@ def test_wrong_host_name_gets_a_generic_401_and_a_log_line_naming_aud(recipe_ser
     assert "JWT refused: aud" in line
     assert f"expected '{recipe_server.base_url}/cds-services'" in line
     assert f"{called_as}/cds-services" in line
+
+
+def test_every_call_leaves_one_audit_line_with_issuer_client_and_service(recipe_server: SpinecdsServer) -> None:
+    sandbox = Client.sandbox()
+    service = "spine-metastasis-review"
+    url = recipe_server.url(f"/cds-services/{service}")
+    token = sandbox.mint(url, time.time(), sub="sandbox-client-42")
+    body = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", "context": {}}
+    response = requests.post(url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert response.status_code == 400  # no patient in context: a clear error, audited all the same
+    deadline = time.monotonic() + 5
+    while "client='sandbox-client-42'" not in recipe_server.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (line,) = [ln for ln in recipe_server.output().splitlines() if "client='sandbox-client-42'" in ln]
+    assert '"logger": "spinecds.audit"' in line
+    assert f"audit: POST call status=400 iss='{SANDBOX_ISS}'" in line
+    assert f"service='{service}'" in line
+    assert token not in recipe_server.output()
+    unauthenticated = requests.get(recipe_server.url("/cds-services"), timeout=10)
+    assert unauthenticated.status_code == 401
+    time.sleep(0.3)
+    assert "audit: GET discovery status=401 iss=unauthenticated" in recipe_server.output()

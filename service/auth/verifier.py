@@ -68,6 +68,7 @@ class CdsClient:
     jti: str
     kid: str
     tenant: str | None
+    sub: str | None = None  # the client id (CDS Hooks: the EHR's client_id for this service)
 
 
 def _b64json(segment: str, reason: str) -> dict[str, Any]:
@@ -257,7 +258,8 @@ class JwtVerifier:
             raise AuthFailure("tenant")
         if not self._replay.first_use(issuer.iss, jti, math.ceil(exp + self._leeway), now):
             raise AuthFailure("replay")
-        return CdsClient(issuer.iss, jti, kid, tenant)
+        sub = claims.get("sub")
+        return CdsClient(issuer.iss, jti, kid, tenant, sub if isinstance(sub, str) else None)
 
 
 def _bearer(authorization: str | None) -> str:
