@@ -47,3 +47,12 @@ def test_documented_builds_keep_the_healthcheck_and_verify_tls() -> None:
     assert "podman build --format docker" in docs
     assert "--secret id=ca_bundle,src=" in docs
     assert any(line.startswith("HEALTHCHECK") for line in _instructions())
+
+
+def test_the_build_stage_can_skip_apt_when_its_image_has_a_compiler() -> None:
+    lines = _instructions()
+    assert "ARG BUILD_IMAGE=${PYTHON_IMAGE}" in lines and "FROM ${BUILD_IMAGE} AS build" in lines
+    (apt,) = [line for line in lines if "apt-get install" in line]
+    assert apt.startswith("RUN if ! command -v gcc"), "apt-get only when the image has no compiler"
+    docs = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    assert "--build-arg BUILD_IMAGE=" in docs
