@@ -4,8 +4,13 @@ the HEALTHCHECK."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from conftest import ROOT
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -56,3 +61,23 @@ def test_the_build_stage_can_skip_apt_when_its_image_has_a_compiler() -> None:
     assert apt.startswith("RUN if ! command -v gcc"), "apt-get only when the image has no compiler"
     docs = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
     assert "--build-arg BUILD_IMAGE=" in docs
+
+
+def test_the_image_sbom_command_describes_the_patched_engine(tmp_path: Path) -> None:
+    """The Dockerfile's cyclonedx-py command, run on this checkout's venv instead of the build's scratch one."""
+    tool = ROOT / ".venv" / "bin" / "cyclonedx-py"
+    if not tool.exists():
+        pytest.skip("cyclonedx-bom not installed (scripts/bootstrap installs the test extra)")
+    (step,) = [line for line in _instructions() if "cyclonedx-py environment" in line]
+    command = step.split("&& /tmp/sbom-tool/bin/cyclonedx-py ", 1)[1].split()
+    assert command[-1] == "/tmp/runtime/bin/python" and "-o" in command
+    command[-1] = sys.executable
+    command[command.index("-o") + 1] = str(tmp_path / "sbom.cdx.json")
+    run = subprocess.run([str(tool), *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    sbom = json.loads((tmp_path / "sbom.cdx.json").read_text(encoding="utf-8"))
+    assert sbom["bomFormat"] == "CycloneDX"
+    assert sbom["metadata"]["component"]["name"] == "spinecds"
+    versions = {c["name"].lower().replace("_", "-"): c.get("version") for c in sbom["components"]}
+    assert versions["durable-rules"] == "2.0.28+spinecds.1", "the SBOM names the patched engine"
+    assert "COPY --from=build /wheels/sbom.cdx.json /opt/spinecds/sbom.cdx.json" in _instructions()
