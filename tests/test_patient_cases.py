@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support.cases import build_request, card_indicators, comparable, fired_rules, load_cases
+from support.cases import build_request, card_groups, card_indicators, comparable, fired_rules, load_cases
 from support.cds_checker import check_cards_response, errors_only
 
 CASES = load_cases()
@@ -23,6 +23,8 @@ def test_case(client: Any, name: str, case: dict[str, Any]) -> None:
     cards = response.get_json()["cards"]
     assert errors_only(check_cards_response(response.get_json(), require_uuids=True)) == []
     fired = fired_rules(cards)
+    if "no_cards_reason" in expect:
+        assert cards == [], f"{name}: no cards expected ({expect['no_cards_reason']}); fired {sorted(fired)}"
     missing = set(expect.get("fire", [])) - fired
     assert not missing, f"{name}: expected rules did not fire: {sorted(missing)}; fired {sorted(fired)}"
     unexpected = set(expect.get("not_fire", [])) & fired
@@ -30,6 +32,8 @@ def test_case(client: Any, name: str, case: dict[str, Any]) -> None:
     indicators = card_indicators(cards)
     for group, indicator in expect.get("cards", {}).items():
         assert indicators.get(group) == indicator, f"{name}: card {group}: {indicators}"
+    if "first_card" in expect:
+        assert cards and cards[0]["extension"]["org.spinecds.trace"]["card"] == expect["first_card"], indicators
     for group in expect.get("absent_cards", []):
         assert group not in indicators, f"{name}: card {group} must not be shown"
     for group, actions in expect.get("draft_actions", {}).items():
@@ -40,7 +44,7 @@ def draft_actions(cards: list[dict[str, Any]], group: str) -> list[str]:
     """Actions of a card group that change the draft order: "delete:Type/id" or "update:Type/id:<levels kept>"."""
     out = []
     for card in cards:
-        if card["extension"]["org.spinecds.trace"]["card"] != group:
+        if group not in card_groups(card):
             continue
         for action in (a for s in card.get("suggestions", []) for a in s["actions"]):
             if action["type"] == "delete":

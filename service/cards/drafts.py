@@ -31,17 +31,25 @@ class DraftOrders:
         """The kinds of draft under review (va, rt); None at patient-view, where every card shows."""
         if self.hook not in ORDER_HOOKS:
             return None
-        found = set()
+        found = {"other"}  # whatever is drafted (a medication, or nothing we read): the emergency still shows
         for order in self.orders:
-            kinds = {kind for kind, vs_id in ORDER_KINDS.items() if self.concept_in(vs_id, order.get("code"))}
+            kinds = (
+                {kind for kind, vs_id in ORDER_KINDS.items() if self.concept_in(vs_id, order.get("code"))}
+                if order.get("resourceType") == "ServiceRequest"
+                else set()
+            )
             found |= kinds or {"other"}  # any other order: only what outranks everything (the emergency)
-        return frozenset(found)
+        return frozenset(found or {"other"})  # no readable draft at all: still the emergency
 
 
 def draft_suggestions(spec: dict[str, Any], drafts: DraftOrders) -> list[dict[str, Any]]:
     out = []
     for order in drafts.orders:
-        if not isinstance(order.get("id"), str) or not drafts.concept_in(spec["order"], order.get("code")):
+        if (
+            order.get("resourceType") != "ServiceRequest"
+            or not isinstance(order.get("id"), str)
+            or not drafts.concept_in(spec["order"], order.get("code"))
+        ):
             continue
         reference = f"ServiceRequest/{order['id']}"
         if spec["action"] == "delete":
@@ -68,3 +76,40 @@ def _updated(order: dict[str, Any], spec: dict[str, Any], drafts: DraftOrders) -
     updated = copy.deepcopy(order)
     updated["bodySite"] = kept
     return updated
+
+
+def medication_proposal(spec: dict[str, Any], patient_id: str, reasons: Sequence[str], source: str) -> dict[str, Any]:
+    """A draft MedicationRequest (proposal) for an emergency suggestion of rules/cards.yaml: the
+    RxNorm clinical drug, the dose the cited source gives, once daily, the source in ``note``."""
+    med = spec["medication"]
+    resource: dict[str, Any] = {
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "proposal",
+        "priority": spec.get("priority", "routine"),
+        "medicationCodeableConcept": {
+            "coding": [{"system": med["system"], "code": med["code"], "display": med["display"]}],
+            "text": med["display"],
+        },
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "dosageInstruction": [
+            {
+                "text": spec["dosage_text"],
+                "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [
+                    {
+                        "doseQuantity": {
+                            "value": spec["dose_mg"],
+                            "unit": "mg",
+                            "system": "http://unitsofmeasure.org",
+                            "code": "mg",
+                        }
+                    }
+                ],
+            }
+        ],
+        "note": [{"text": f"Source: {source}"}],
+    }
+    if reasons:
+        resource["reasonReference"] = [{"reference": r} for r in reasons]
+    return resource

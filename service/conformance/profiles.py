@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.facts.fhirdata import finite_number
 from service.facts.vocabulary import Vocabulary, codings
 
 Resource = Mapping[str, Any]
@@ -219,7 +220,7 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        return finite_number(value)  # 10**400 is no number (float() would raise OverflowError)
     if isinstance(value, Mapping) and isinstance(value.get("value"), int | float):
-        return float(value["value"])
+        return finite_number(value["value"])
     return None

@@ -96,6 +96,9 @@ class RuleBase:
     override_reasons: list[dict[str, str]]
     digest: str
     draft_suggestions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # cards.yaml: what a clinician sees
+    references: dict[str, dict[str, Any]] = field(default_factory=dict)  # cards.yaml: cited works by key
+    withhold: dict[str, list[str]] = field(default_factory=dict)  # cards.yaml: a fired rule withholds others
 
     def by_id(self, rule_id: str) -> list[Rule]:
         return [r for r in self.rules if r.id == rule_id]
@@ -158,6 +161,9 @@ def load_rulebase(rules_dir: str | Path, threshold_overrides: Mapping[str, Any] 
         list(cards_doc.get("override_reasons", [])),
         hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12],
         cards_doc.get("draft_suggestions", {}),
+        cards_doc.get("decisions", {}),
+        cards_doc.get("references", {}),
+        {k: list(v) for k, v in cards_doc.get("withhold", {}).items()},
     )
     _check(base)
     _stratify(base)
@@ -235,6 +241,9 @@ def _check(base: RuleBase) -> None:
     for name, group in base.cards.items():
         if not set(group.get("orders", [])) <= {"va", "rt", "other"}:
             raise RuleError(f"card group {name}: orders must list va, rt and/or other")
+        for key in ("decision", "needs_data_to"):
+            if key in group and group[key] not in base.decisions:
+                raise RuleError(f"card group {name}: {key} names unknown decision {group[key]}")
     for rule in base.rules:
         for fid in rule.reads_facts - facts:
             raise RuleError(f"{rule.id}: unknown fact {fid}")

@@ -33,6 +33,7 @@ def build_pipeline(settings: Settings, clock: Callable[[], datetime] | None = No
         settings.fhir_read_timeout,
         settings.fhir_max_pages,
         settings.fhir_max_response_bytes,
+        max_total_bytes=settings.fhir_max_total_bytes,
     )
     return Pipeline(
         Engine(base),
@@ -77,6 +78,8 @@ def evaluate(pipeline: Pipeline, subject: Subject) -> Outcome:
     request = replace(request, fhir_server=None, access_token=None)  # offline: never fetch
     try:
         decision = pipeline.run(request)
+    except ApiError as exc:  # a contradictory prefetch (another patient's Patient, a wrong-shaped key)
+        return Outcome(subject.label, subject.service_id, error="; ".join([exc.message, *exc.issues]), bad_input=True)
     except PrefetchUnavailable as exc:
         reasons = "; ".join(exc.reasons)
         return Outcome(subject.label, subject.service_id, error=f"required FHIR data unavailable: {reasons}")

@@ -66,10 +66,25 @@ AUTH_FAILURES = Counter("spinecds_auth_failures_total", "Refused CDS client auth
 FEEDBACK = Counter(
     "spinecds_feedback_items_total", "Feedback items stored, by service and outcome", ["service", "outcome"]
 )
+AUDIT_MISSED = Counter(
+    "spinecds_issued_card_audit_missed_total",
+    "Issued-card audit rows not recorded (database failing or slow); the cards were answered",
+    ["reason"],
+)
+
+
+def issued_card_audit_missed(reason: str, count: int) -> None:
+    """``reason``: ``unreachable``, ``skipped`` or ``failed`` (a closed set)."""
+    AUDIT_MISSED.labels(reason).inc(count)
+
+
+# the method label is one of these or "other": a caller inventing method names adds no series
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"})
 
 
 def observe_http(method: str, route: str, status: int, seconds: float) -> None:
-    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    """``route`` is a route template or ``unmatched``; ``method`` is folded into ``HTTP_METHODS`` + other."""
+    HTTP_REQUESTS.labels(method if method in HTTP_METHODS else "other", route, str(status)).inc()
     HTTP_LATENCY.labels(route).observe(seconds)
 
 

@@ -55,7 +55,9 @@ class SpinecdsServer:
         cwd: str | Path | None = None,
         inherit_env: bool = True,
         command: Sequence[str] | None = None,
+        wait_for: str = "/health/ready",
     ) -> None:
+        self.wait_for = wait_for  # start() returns once this path answers 200
         self.port = port or free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="spinecds-serve-"))
         base = dict(os.environ) if inherit_env else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -109,7 +111,7 @@ class SpinecdsServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"spinecds serve exited with {self.process.returncode}:\n{self.output()[-4000:]}")
             try:
-                if requests.get(self.url("/health/ready"), timeout=1).status_code == 200:
+                if requests.get(self.url(self.wait_for), timeout=1).status_code == 200:
                     self.startup_seconds = time.monotonic() - started
                     return self
             except requests.RequestException:
