@@ -20,6 +20,7 @@ from service.cds.pipeline import Pipeline
 from service.config import ConfigError, Settings
 from service.console.blueprint import bp as console_bp
 from service.db import SchemaSetup, make_engine
+from service.engine.build import engine_description, require_patched_engine
 from service.engine.ruleset import load_rulebase
 from service.engine.runtime import Engine
 from service.errors import register_error_handlers
@@ -54,6 +55,7 @@ def create_app(
     elif not isinstance(settings, Settings):
         settings = Settings.from_env().with_overrides(settings)
     configure_logging(settings.log_level)
+    engine_version = require_patched_engine()  # the published durable-rules crashes: refuse it
     base = load_rulebase(settings.rules_dir, _threshold_overrides(settings.thresholds_file))
     engine = Engine(base)
     vocab = Vocabulary.load(settings.profiles_dir)
@@ -95,11 +97,13 @@ def create_app(
     _request_context(app)
     install_auth(app, settings, db, clock or (lambda: datetime.now(UTC)))  # docs/security.md
     log.info(
-        "spinecds ready: %d rules in %d strata (rule base %s), database %s",
+        "spinecds app loaded: %d rules in %d strata (rule base %s), database %s, engine %s; "
+        "serving once ready (GET /health/ready says when)",
         len(base.rule_ids),
         base.strata,
         base.digest,
         settings.database_url.split(":", 1)[0],
+        engine_description(engine_version),
     )
     return app
 

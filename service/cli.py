@@ -26,7 +26,17 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings is None:
         return 2
-    _prepare_metrics_dir()  # before prometheus_client is imported (it reads PROMETHEUS_MULTIPROC_DIR once)
+    from service.engine.build import UnpatchedEngineError, engine_description, require_patched_engine
+
+    try:
+        print(f"spinecds: engine {engine_description(require_patched_engine())}", file=sys.stderr)
+    except UnpatchedEngineError as exc:
+        print(f"spinecds: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    # before prometheus_client is imported (it reads PROMETHEUS_MULTIPROC_DIR once, at import)
+    from service.ops.metrics_dir import prepare_multiprocess_dir, remove_private_dir
+
+    private_metrics_dir, master_pid = prepare_multiprocess_dir(), os.getpid()
     from service.app import create_app
     from service.ops.logging import gunicorn_logconfig
     from service.ops.metrics import worker_exited
@@ -55,19 +65,11 @@ def _serve(args: argparse.Namespace) -> int:
             "spinecds: note: SPINECDS_FHIR_SERVER_ALLOWLIST is empty: no fhirServer is ever called (prefetch only)",
             file=sys.stderr,
         )
-    preloaded_app(create_app, options, after_fork=drop_inherited_connections).run()
+    try:
+        preloaded_app(create_app, options, after_fork=drop_inherited_connections).run()
+    finally:  # gunicorn exits through SystemExit, in the master and in each forked worker
+        remove_private_dir(private_metrics_dir, master_pid)
     return 0
-
-
-def _prepare_metrics_dir() -> None:
-    """gunicorn workers share Prometheus samples through PROMETHEUS_MULTIPROC_DIR (a private temp dir if unset)."""
-    from service.ops.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
-
-    if not os.environ.get(MULTIPROC_ENV):
-        import tempfile
-
-        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="spinecds-metrics-")
-    prepare_multiprocess_dir(os.environ[MULTIPROC_ENV])
 
 
 def _migrate(args: argparse.Namespace) -> int:

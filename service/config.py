@@ -109,7 +109,8 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in fields(cls):
-            raw = env.get(PREFIX + f.name.upper())
+            raw = _secret_from_file(f.name, env) if f.name in SECRET_SETTINGS else None
+            raw = env.get(PREFIX + f.name.upper()) if raw is None else raw
             if raw is None or raw == "":
                 continue
             values[f.name] = _coerce(f.name, f.type, raw)
@@ -121,6 +122,24 @@ class Settings:
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
         return replace(self, **overrides).validate()  # type: ignore[arg-type]
+
+
+# Settings that may hold a secret (a password in the URL) can be read from a file instead:
+# SPINECDS_DATABASE_URL_FILE=/run/secrets/database_url (Docker/podman secrets, Kubernetes Secret volumes).
+SECRET_SETTINGS = ("database_url",)
+
+
+def _secret_from_file(name: str, env: Mapping[str, str]) -> str | None:
+    var = PREFIX + name.upper()
+    path = env.get(var + "_FILE")
+    if not path:
+        return None
+    if env.get(var):
+        raise ConfigError(f"{var}_FILE and {var} are both set: use one")
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{var}_FILE: cannot read {path!r} ({type(exc).__name__})") from exc
 
 
 def _coerce(name: str, typ: object, raw: str) -> object:

@@ -43,12 +43,21 @@ _COMPACT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")  # an
 class AuthFailure(Exception):
     """The token is refused; ``reason`` is a short fixed code, safe to log and to use as a metric label."""
 
-    def __init__(self, reason: str, *, iss: str | None = None, kid: str | None = None, jti: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        iss: str | None = None,
+        kid: str | None = None,
+        jti: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.iss = iss
         self.kid = kid
         self.jti = jti
+        self.detail = detail  # for the integrator, in the log only: which claim failed and what was expected
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class CdsClient:
     jti: str
     kid: str
     tenant: str | None
+    sub: str | None = None  # the client id (CDS Hooks: the EHR's client_id for this service)
 
 
 def _b64json(segment: str, reason: str) -> dict[str, Any]:
@@ -236,7 +246,11 @@ class JwtVerifier:
         auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
         wanted = audience.rstrip("/")
         if not any(isinstance(a, str) and a.rstrip("/") == wanted for a in auds):
-            raise AuthFailure("aud")
+            got = [a[:200] for a in auds if isinstance(a, str)][:3]
+            raise AuthFailure(
+                "aud",
+                detail=f"aud mismatch: expected {wanted!r} (SPINECDS_PUBLIC_BASE_URL + path), token has {got!r}",
+            )
         now = self._now()
         exp, iat = _number(claims.get("exp")), _number(claims.get("iat"))
         if exp is None or iat is None:
@@ -262,7 +276,8 @@ class JwtVerifier:
             raise AuthFailure("tenant")
         if not self._replay.first_use(issuer.iss, jti, math.ceil(exp + self._leeway), now):
             raise AuthFailure("replay")
-        return CdsClient(issuer.iss, jti, kid, tenant)
+        sub = claims.get("sub")
+        return CdsClient(issuer.iss, jti, kid, tenant, sub if isinstance(sub, str) else None)
 
 
 def _bearer(authorization: str | None) -> str:

@@ -80,8 +80,9 @@ class PrivateCluster:
         )
         return self
 
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=on"
+    def start(self, extra_options: str = "") -> None:
+        """Start (again); ``extra_options`` are more ``-c name=value`` server settings (e.g. TLS)."""
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=on {extra_options}".strip()
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
