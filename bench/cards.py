@@ -16,7 +16,6 @@ import logging
 import statistics
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support.cases import build_request  # noqa: E402
 
+from bench.bodies import CASE_NOW  # noqa: E402  (the clock the cases are written against)
 from service.app import create_app  # noqa: E402
 
-logging.disable(logging.WARNING)
-
-CASE_NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)  # the clock the cases are written against
 CASE_DIRS = [ROOT / "tests" / "cases", ROOT / "tests" / "cases-standard"]
 MEDIAN_TARGET, MAX_TARGET = 3, 5
 
@@ -82,4 +79,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    logging.disable(logging.WARNING)  # the start-up warnings of the app (as a script only: a test imports main)
     raise SystemExit(main())
