@@ -3,10 +3,12 @@
 EHRs send FHIR 4.0.1. fhir.resources 8.x parses R5 by default and has no R4 package; its R4B
 (4.3.0) models accept R4 JSON for every resource type we read (R5 rejects legal R4 such as a
 Condition without clinicalStatus or MedicationRequest.medicationCodeableConcept). So we validate
-with ``fhir.resources.R4B``. Validation costs 130-600 µs per resource, so only resources whose
-type the rules read are validated; the rest are counted and skipped. A pool may also be given a
-``relevant`` test (the pipeline passes one that keeps only Observations, DiagnosticReports and
-ImagingStudies whose code some ValueSet or the local CodeSystem holds, the only ones the fact
+with ``fhir.resources.R4B`` where a resource is validated in full (``spinecds validate``,
+``r4b_problem``). The service's intake checks only the elements the fact extractor reads
+(``service.fhir.readable``: R4 datatype rules, a few µs per resource instead of the model's
+130-600 µs), and only for resources whose type the rules read; the rest are counted and skipped.
+A pool may also be given a ``relevant`` test (the pipeline passes one that keeps only Observations,
+DiagnosticReports and ImagingStudies whose code some ValueSet or the local CodeSystem holds, the only ones the fact
 extractor reads): a chart's thousands of other Observations are then counted, not validated.
 What was skipped, and why, is recorded (without patient data) and reported in the response trace.
 
@@ -30,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from . import readable
 
 RULE_TYPES: dict[str, str] = {
     "Patient": "patient",
@@ -59,10 +61,18 @@ def model_for(resource_type: str) -> Any:
     return cls
 
 
-def preload_models() -> None:
-    """Import the R4B model classes at start so the first request does not pay for it."""
-    for name in RULE_TYPES:
-        model_for(name)
+def r4b_problem(resource: Mapping[str, Any]) -> str | None:
+    """Full R4B model validation of a resource of a type the rules read (``spinecds validate``), or None."""
+    rtype = resource.get("resourceType")
+    if rtype not in RULE_TYPES:
+        return None
+    from pydantic import ValidationError  # not at import: the service's intake never loads the models
+
+    try:
+        model_for(str(rtype)).model_validate(resource)
+    except (ValidationError, ValueError, TypeError) as exc:
+        return f"{rtype} is not valid R4B: {_first_error(exc)}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -189,10 +199,9 @@ class ResourcePool:
         if self.relevant is not None and not self.relevant(rtype, resource):
             self.irrelevant[rtype] += 1  # no rule reads it: not worth its validation
             return
-        try:
-            model_for(rtype).model_validate(resource)
-        except (ValidationError, ValueError, TypeError) as exc:
-            self.skipped.append(Skipped(where, f"{rtype} failed R4 validation: {_first_error(exc)}"))
+        problem = readable.problem(rtype, resource)
+        if problem is not None:
+            self.skipped.append(Skipped(where, f"{rtype} failed R4 validation: {problem}"))
             intake.skipped[rtype] += 1
             return
         if rid is not None:
@@ -247,8 +256,9 @@ def _iter_resources(payload: Any) -> Iterator[tuple[int | None, Any]]:
 
 
 def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        errors = exc.errors()
+    errors_of = getattr(exc, "errors", None)  # a pydantic ValidationError
+    if callable(errors_of):
+        errors = errors_of()
         if errors:
             loc = ".".join(str(p) for p in errors[0].get("loc", ()))
             return f"{loc}: {errors[0].get('type', 'invalid')}"
