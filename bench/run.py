@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import servers
-from bench.bodies import BenchRequest, build, load_case, mixed, scenarios
+from bench.bodies import BenchRequest, build, curve_scenarios, load_case, mixed, scenarios
 from bench.load import latencies, write_manifest, wrk
 
 TARGETS = {
@@ -332,7 +332,10 @@ def breakdown(args: argparse.Namespace) -> int:
         app = create_app({"database_url": f"sqlite:///{tmp}/b.db", "log_level": "WARNING"})
         gc.freeze()  # as the gunicorn master does (service/serving.py)
         pipeline = app.extensions["spinecds"].pipeline
-        for req in scenarios(case_name=args.case):
+        reqs = curve_scenarios(case_name=args.case) if args.curves else scenarios(case_name=args.case)
+        for req in reqs:
+            if args.only and req.name not in args.only:
+                continue
             data = req.encoded()
             body = json.loads(data)
             hook = parse_hook_request(body, SERVICES[req.service])
@@ -343,7 +346,7 @@ def breakdown(args: argparse.Namespace) -> int:
                 "hook": best(partial(parse_hook_request, body, SERVICES[req.service])),
                 "pool": best(partial(gather, hook, pipeline.limits, pipeline.relevant)),
                 "decide": best(partial(pipeline.decide, prefetch, [], hook.patient_id)),
-                "naive": best(partial(validate_all, body)),
+                "naive": best(partial(validate_all, body)) if not args.skip_naive else float("nan"),
             }
             total = t["strict"] + t["hook"] + t["pool"] + t["decide"]
             rows.append(
@@ -381,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     prof.add_argument("-n", type=int, default=20)
     stages = sub.add_parser("breakdown", help="time per pipeline stage for every scenario, in process")
     stages.add_argument("-n", type=int, default=5)
+    stages.add_argument("--curves", action="store_true", help="the growth curves instead of the latency scenarios")
+    stages.add_argument("--only", nargs="*", help="scenarios to run")
+    stages.add_argument("--skip-naive", action="store_true", help="no naive validation column (slow on big bodies)")
     args = parser.parse_args(argv)
     if args.command == "profile":
         return profile(args)

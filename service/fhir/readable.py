@@ -41,11 +41,24 @@ STRING_RE = re.compile(r"[ \r\n\t\S]+")
 INT32 = (-(2**31), 2**31 - 1)
 
 
-def _pattern(kind: str, pattern: re.Pattern[str]) -> Check:
+# Values already found well-formed, per datatype: codes, systems, units and dates repeat across a chart's
+# thousands of resources. Bounded: once full, new values are checked each time.
+MEMO_SIZE = 4096
+
+
+def _pattern(kind: str, pattern: re.Pattern[str], calendar: bool = False) -> Check:
+    good: set[str] = set()
+
     def check(value: Any, path: str) -> str | None:
         if type(value) is not str:
             return f"{path}: {kind} expected"
-        return None if pattern.fullmatch(value) else f"{path}: invalid {kind}"
+        if value in good:
+            return None
+        if not pattern.fullmatch(value) or (calendar and not _calendar(value)):
+            return f"{path}: invalid {kind}"
+        if len(good) < MEMO_SIZE:
+            good.add(value)
+        return None
 
     return check
 
@@ -64,22 +77,13 @@ def _calendar(text: str) -> bool:
     return True
 
 
-def _temporal(kind: str, pattern: re.Pattern[str]) -> Check:
-    def check(value: Any, path: str) -> str | None:
-        if type(value) is not str:
-            return f"{path}: {kind} expected"
-        return None if pattern.fullmatch(value) and _calendar(value) else f"{path}: invalid {kind}"
-
-    return check
-
-
 ID = _pattern("id", ID_RE)
 CODE = _pattern("code", CODE_RE)
 URI = _pattern("uri", URI_RE)
 STRING = _pattern("string", STRING_RE)
-DATE = _temporal("date", DATE_RE)
-DATETIME = _temporal("dateTime", DATETIME_RE)
-INSTANT = _temporal("instant", INSTANT_RE)
+DATE = _pattern("date", DATE_RE, calendar=True)
+DATETIME = _pattern("dateTime", DATETIME_RE, calendar=True)
+INSTANT = _pattern("instant", INSTANT_RE, calendar=True)
 
 
 def BOOLEAN(value: Any, path: str) -> str | None:
