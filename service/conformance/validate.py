@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.conformance import base_r4
 from service.conformance.profiles import ProfileSet
 from service.conformance.systems import system_findings
 from service.fhir.pool import RULE_TYPES, ResourcePool, r4b_problem
@@ -107,6 +106,8 @@ def intake_refusal(resource: dict[str, Any]) -> str | None:
 
 
 def validate_resources(resources: list[dict[str, Any]], profiles: ProfileSet) -> list[ResourceReport]:
+    from service.conformance import base_r4  # jsonschema, fhirpathpy: not at the service's start
+
     reports = []
     for resource in resources:
         report = ResourceReport(f"{resource.get('resourceType')}/{resource.get('id', '?')}")

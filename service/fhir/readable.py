@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-Check = Callable[[Any, str], str | None]  # (value, path) -> "path: problem" or None
+Check = Callable[[Any], str | None]  # value -> None, or the problem after the path (".coding[0]: code expected")
 
 # R4 primitive datatypes (https://hl7.org/fhir/R4/datatypes.html), anchored
 _YEAR = r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
@@ -49,13 +49,15 @@ MEMO_SIZE = 4096
 def _pattern(kind: str, pattern: re.Pattern[str], calendar: bool = False) -> Check:
     good: set[str] = set()
 
-    def check(value: Any, path: str) -> str | None:
+    expected, invalid = f": {kind} expected", f": invalid {kind}"
+
+    def check(value: Any) -> str | None:
         if type(value) is not str:
-            return f"{path}: {kind} expected"
+            return expected
         if value in good:
             return None
         if not pattern.fullmatch(value) or (calendar and not _calendar(value)):
-            return f"{path}: invalid {kind}"
+            return invalid
         if len(good) < MEMO_SIZE:
             good.add(value)
         return None
@@ -86,47 +88,47 @@ DATETIME = _pattern("dateTime", DATETIME_RE, calendar=True)
 INSTANT = _pattern("instant", INSTANT_RE, calendar=True)
 
 
-def BOOLEAN(value: Any, path: str) -> str | None:
-    return None if type(value) is bool else f"{path}: boolean expected"
+def BOOLEAN(value: Any) -> str | None:
+    return None if type(value) is bool else ": boolean expected"
 
 
-def INTEGER(value: Any, path: str) -> str | None:
+def INTEGER(value: Any) -> str | None:
     if type(value) is not int:
-        return f"{path}: integer expected"
-    return None if INT32[0] <= value <= INT32[1] else f"{path}: integer out of range"
+        return ": integer expected"
+    return None if INT32[0] <= value <= INT32[1] else ": integer out of range"
 
 
-def DECIMAL(value: Any, path: str) -> str | None:
+def DECIMAL(value: Any) -> str | None:
     if type(value) is int or (type(value) is float and value == value and value not in (float("inf"), float("-inf"))):
         return None
-    return f"{path}: decimal expected"
+    return ": decimal expected"
 
 
 def _object(fields: Mapping[str, Check]) -> Check:
     """A complex datatype: a JSON object whose listed elements are checked (others are not read)."""
 
-    def check(value: Any, path: str) -> str | None:
-        if not isinstance(value, Mapping):
-            return f"{path}: object expected"
+    def check(value: Any) -> str | None:
+        if type(value) is not dict and not isinstance(value, Mapping):  # the type test first: much faster
+            return ": object expected"
         for key, element in value.items():
             inner = fields.get(key)
             if inner is not None:
-                problem = inner(element, f"{path}.{key}")
+                problem = inner(element)
                 if problem:
-                    return problem
+                    return f".{key}{problem}"
         return None
 
     return check
 
 
 def _array(item: Check) -> Check:
-    def check(value: Any, path: str) -> str | None:
+    def check(value: Any) -> str | None:
         if type(value) is not list:
-            return f"{path}: array expected"
+            return ": array expected"
         for i, element in enumerate(value):
-            problem = item(element, f"{path}[{i}]")
+            problem = item(element)
             if problem:
-                return problem
+                return f"[{i}]{problem}"
         return None
 
     return check
@@ -143,17 +145,17 @@ PREDICTION = _object({"probabilityDecimal": DECIMAL, "whenRange": RANGE})
 MEDICATION = _object({"resourceType": STRING, "id": ID, "code": CODEABLE_CONCEPT})
 
 
-def _contained(value: Any, path: str) -> str | None:
+def _contained(value: Any) -> str | None:
     """Contained resources: a contained Medication (read through ``medicationReference: #id``) is checked."""
     if type(value) is not list:
-        return f"{path}: array expected"
+        return ": array expected"
     for i, resource in enumerate(value):
         if not isinstance(resource, Mapping):
-            return f"{path}[{i}]: object expected"
+            return f"[{i}]: object expected"
         if resource.get("resourceType") == "Medication":
-            problem = MEDICATION(resource, f"{path}[{i}]")
+            problem = MEDICATION(resource)
             if problem:
-                return problem
+                return f"[{i}]{problem}"
     return None
 
 
@@ -199,7 +201,20 @@ BODY_SITE = {"Observation": CODEABLE_CONCEPT}
 BODY_SITES = _array(CODEABLE_CONCEPT)
 # choice elements the extractor reads: at most one of each ([x] in R4)
 CHOICES = ("value", "effective", "onset", "performed", "medication", "occurrence")
-_CHOICE_INITIALS = frozenset(c[0] for c in CHOICES)
+
+
+def _choice_of(key: str) -> str | None:
+    """The choice element a key spells (``valueQuantity`` -> ``value``), or None; memoised per key."""
+    choice = _CHOICE_OF.get(key, _UNSEEN)
+    if choice is _UNSEEN:
+        choice = next((c for c in CHOICES if key.startswith(c) and len(key) > len(c) and key[len(c)].isupper()), None)
+        if len(_CHOICE_OF) < MEMO_SIZE:
+            _CHOICE_OF[key] = choice
+    return choice  # type: ignore[return-value]
+
+
+_UNSEEN = object()
+_CHOICE_OF: dict[str, object] = {}
 
 
 def problem(rtype: str, resource: Mapping[str, Any]) -> str | None:
@@ -210,15 +225,14 @@ def problem(rtype: str, resource: Mapping[str, Any]) -> str | None:
         if check is None and key == "bodySite":
             check = BODY_SITE.get(rtype, BODY_SITES)
         if check is not None:
-            found = check(value, key)
+            found = check(value)
             if found:
-                return found
-        if key[:1] in _CHOICE_INITIALS:
-            for choice in CHOICES:
-                if key.startswith(choice) and len(key) > len(choice) and key[len(choice)].isupper():
-                    if seen is None:
-                        seen = set()
-                    if choice in seen:
-                        return f"{choice}[x]: more than one choice"
-                    seen.add(choice)
+                return f"{key}{found}"
+        choice = _choice_of(key)
+        if choice is not None:
+            if seen is None:
+                seen = set()
+            elif choice in seen:
+                return f"{choice}[x]: more than one choice"
+            seen.add(choice)
     return None
