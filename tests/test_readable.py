@@ -301,3 +301,21 @@ def test_hostile_values_in_read_elements_are_refused_or_read_without_error(rtype
             facts = _facts([*chart[:index], spliced, *chart[index + 1 :]])
             assert {f.fid for f in facts} == set(catalogue_fact_ids()), (element, value)
     assert accepted < len(HOSTILE) * 10, "most hostile values are refused"
+
+
+def test_a_reference_is_resolved_again_when_a_later_page_brings_new_full_urls() -> None:
+    """The pool remembers which reference strings point at the patient; a fullUrl learnt later can change that."""
+    pool = ResourcePool(patient_id="A")
+    cond = {"resourceType": "Condition", "id": "c1", "subject": {"reference": "urn:uuid:x-1"}}
+    assert pool.add_payload({**cond, "subject": {"reference": "Patient/A"}}, "first").accepted == 1
+    assert pool.add_payload(cond, "second").other_patient == 1  # urn:uuid:x-1 resolves to nothing yet
+    page = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {"fullUrl": "urn:uuid:x-1", "resource": {"resourceType": "Patient", "id": "A"}},
+            {"resource": {**cond, "id": "c2"}},
+        ],
+    }
+    assert pool.add_payload(page, "third").other_patient == 0
+    assert [c["id"] for c in pool.of("Condition")] == ["c1", "c2"]

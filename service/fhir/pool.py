@@ -146,6 +146,7 @@ class ResourcePool:
     other_patient: int = 0
     _seen: set[tuple[str, str]] = field(default_factory=set)
     _full_urls: dict[str, tuple[str, str]] = field(default_factory=dict)  # fullUrl -> (type, id)
+    _patient_refs: dict[str, bool] = field(default_factory=dict)  # reference -> references_patient()
 
     def of(self, resource_type: str) -> list[dict[str, Any]]:
         return self.by_type.get(resource_type, [])
@@ -153,7 +154,10 @@ class ResourcePool:
     def add_payload(self, payload: Any, where: str) -> Intake:
         """Add a prefetch value or fetched page: a resource, a Bundle, or an OperationOutcome."""
         intake = Intake()
+        known_urls = len(self._full_urls)
         self._remember_full_urls(payload)
+        if len(self._full_urls) != known_urls:
+            self._patient_refs.clear()  # a new fullUrl may resolve a reference differently
         for index, resource in _iter_resources(payload):
             self._add(resource, f"{where}[{index}]" if index is not None else where, intake)
         return intake
@@ -217,7 +221,12 @@ class ResourcePool:
             return True  # not patient data (a Medication, a Practitioner)
         ref = resource.get(element)
         text = ref.get("reference") if type(ref) is dict or isinstance(ref, Mapping) else None
-        return isinstance(text, str) and self.references_patient(text)  # none: not shown to be this patient's
+        if not isinstance(text, str):
+            return False  # none: not shown to be this patient's
+        known = self._patient_refs.get(text)
+        if known is None:  # a chart repeats one or two reference strings thousands of times
+            known = self._patient_refs[text] = self.references_patient(text)
+        return known
 
     def references_patient(self, reference: str) -> bool:
         """Whether a reference string points at the context patient (see the module docstring)."""
