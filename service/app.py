@@ -27,7 +27,6 @@ from service.errors import register_error_handlers
 from service.facts.vocabulary import Vocabulary
 from service.fhir.allowlist import FhirServerAllowlist
 from service.fhir.client import FetchLimits
-from service.fhir.pool import preload_models
 from service.fhir_api.blueprint import bp as fhir_api_bp
 from service.ops import metrics
 from service.ops.blueprint import bp as ops_bp
@@ -59,7 +58,6 @@ def create_app(
     base = load_rulebase(settings.rules_dir, _threshold_overrides(settings.thresholds_file))
     engine = Engine(base)
     vocab = Vocabulary.load(settings.profiles_dir)
-    preload_models()
     limits = FetchLimits(
         settings.fhir_connect_timeout,
         settings.fhir_read_timeout,

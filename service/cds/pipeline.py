@@ -100,9 +100,9 @@ def read_by_rules(vocab: Vocabulary) -> Callable[[str, Mapping[str, Any]], bool]
     with_prefixes = {system: [vs for vs in sets if system in vs.prefixes] for vs in sets for system in vs.prefixes}
 
     def known(concept: Any) -> bool:  # vocabulary.codings inlined: this runs for every Observation
-        coding = concept.get("coding") if isinstance(concept, Mapping) else None
-        for c in coding if isinstance(coding, list) else ():
-            if not isinstance(c, Mapping):
+        coding = concept.get("coding") if type(concept) is dict or isinstance(concept, Mapping) else None
+        for c in coding if type(coding) is list else ():
+            if type(c) is not dict and not isinstance(c, Mapping):
                 continue
             system, code = c.get("system"), c.get("code")
             if system == LOCAL_SYSTEM or (system, code) in exact:

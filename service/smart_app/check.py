@@ -15,7 +15,6 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from service.conformance import base_r4
 from service.conformance.profiles import ProfileSet
 from service.conformance.systems import system_findings
 from service.conformance.validate import intake_refusal
@@ -43,7 +42,10 @@ def _profiles(directory: str) -> ProfileSet:
 
 def _base_r4(resource: Mapping[str, Any]) -> list[str]:
     """HL7's R4 schema and invariants when ``scripts/fhir-r4-data`` has generated them; the intake check
-    (fhir.resources R4B) validates the R4 structure in any case."""
+    (service.fhir.readable) checks the elements the rules read in any case. Imported when first needed, not at the
+    service's start (jsonschema and fhirpathpy: ~0.3-0.5 s of the cold start)."""
+    from service.conformance import base_r4
+
     try:
         return base_r4.check(resource)
     except FileNotFoundError:
