@@ -26,8 +26,8 @@ PREFETCH: dict[str, str] = {
     "allergies": f"AllergyIntolerance?patient={P}",
     # radiotherapy courses (mCODE/CodeX) and prior vertebral augmentation (ValueSet
     # vertebral-augmentation-procedure: CPT 22510-22515)
-    "procedures": f"Procedure?patient={P}&code=http://snomed.info/sct|1217123003,"
-    + ",".join(f"http://www.ama-assn.org/go/cpt|{code}" for code in range(22510, 22516)),
+    "procedures": f"Procedure?patient={P}&code=http://snomed.info/sct|1217123003,http://snomed.info/sct|84755001,"
+    + ",".join(f"http://www.ama-assn.org/go/cpt|{code}" for code in (77427, 77431, 77435, *range(22510, 22516))),
     "imaging": f"DiagnosticReport?patient={P}&category=RAD&_sort=-date",
     "prognosis": f"RiskAssessment?patient={P}",
 }

@@ -280,14 +280,15 @@ def nonspecific_only(cond: Resource) -> bool:
 def skeletal_conditions(inp: ExtractionInput) -> list[dict[str, Any]]:  # in input order, like conditions_in
     """Conditions that put disease in the spine: a bone/spinal metastasis (a nonspecific secondary only with
     a vertebral level), myeloma or solitary plasmacytoma of bone (skeletal by nature), or a lymphoma with a
-    vertebral bodySite."""
+    vertebral bodySite or beside a pathological vertebral fracture (the fracture is the skeletal disease)."""
     found = []
     for c in conditions_in(inp, "spinal-metastasis"):
         levels = levels_of(inp, c)
         if levels or (not fd.body_sites(c) and not nonspecific_only(c)):
             found.append(c)
     found += [c for c in conditions_in(inp, "skeletal-haematological") if c not in found]
-    found += [c for c in conditions_in(inp, "lymphoma") if c not in found and levels_of(inp, c)]
+    fractured = bool(conditions_in(inp, "pathological-vcf"))
+    found += [c for c in conditions_in(inp, "lymphoma") if c not in found and (levels_of(inp, c) or fractured)]
     return found
 
 
@@ -581,9 +582,18 @@ def pain(inp: ExtractionInput) -> list[Fact]:
 def pain_character(inp: ExtractionInput) -> list[Fact]:
     return [
         local_bool(inp, "F-PAIN-MIDLINE", "pain-midline-reproducible", "reproducible midline pain"),
-        local_bool(inp, "F-PAIN-OFF-MIDLINE", "pain-radicular-or-off-midline", "radicular/off-midline pain"),
+        off_midline_pain(inp),
         local_bool(inp, "F-PAIN-MECH", "pain-mechanical", "mechanical pain"),
     ]
+
+
+def off_midline_pain(inp: ExtractionInput) -> Fact:
+    """Radicular pain on the problem list (radiculopathy, sciatica) is radicular pain; otherwise the focused
+    exam decides. A problem list without it says nothing about the exam, so it never makes the fact false."""
+    radicular = conditions_in(inp, "radicular-pain")
+    if radicular:
+        return known("F-PAIN-OFF-MIDLINE", True, [fd.ref(c) for c in radicular], "radicular pain on the problem list")
+    return local_bool(inp, "F-PAIN-OFF-MIDLINE", "pain-radicular-or-off-midline", "radicular/off-midline pain")
 
 
 @extractor("F-ANALG-STEP")
@@ -1048,7 +1058,14 @@ def prior_rt(inp: ExtractionInput) -> list[Fact]:
             facts.append(known("F-PRIOR-RT", False, note=f"no prior radiotherapy {where}{other}", level=lvl))
         else:
             facts.append(unknown("F-PRIOR-RT", "radiotherapy history not available", level=lvl))
-    if not irradiated:
+    if not irradiated and history and not located:
+        # Z92.3 alone: radiotherapy was given, and what is missing is known to be missing (the course summary)
+        refs = [fd.ref(c) for c in history]
+        facts += [
+            unknown("F-PRIOR-RT-DAYS", "history of irradiation on the problem list: dates not documented", refs),
+            known("F-PRIOR-RT-DOSE-KNOWN", False, refs, "history of irradiation: dose to volume not documented"),
+        ]
+    elif not irradiated:
         why = (
             "no prior course to the diseased levels" if inp.has("procedures") else "radiotherapy history not available"
         )

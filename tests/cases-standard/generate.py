@@ -461,18 +461,7 @@ def deficit_no_mri(pid: str, level: str = "T12") -> Patient:
 # Cases the service gets wrong today (run as strict xfail). "[cause]" tags group them for the fact-layer work;
 # "(then: ...)" says what still fails once the first cause is fixed (measured by adding ingredient codes).
 SCD = "[rxnorm-scd] opioid SCD/SBD not mapped to a WHO step (ingredient-level match only)"
-XFAIL: dict[str, str] = {
-    "std-md12-history-of-irradiation-z923": "[rt-history] Z92.3 history of irradiation beside a course summary: no "
-    "MD-12 ask for the prior course's dose and levels",
-    "std-rt08-lymphoma-c8339": "[skeletal-heme] lymphoma C83.39 counts as spinal disease only with a vertebral "
-    "bodySite: with a pathological fracture and no C79.51, no RT-01",
-    "std-rt10-prior-rt-cpt-77427": "[rt-history] an RT Procedure coded only CPT 77427 is not in radiotherapy-course: "
-    "no RT-10/MD-12, first-course RT-02 offered",
-    "std-sup10-breast-snomed-only": "[snomed-primary] breast cancer SNOMED 372064008 is not in "
-    "primary-hormone-sensitive: no SUP-10",
-    "std-va19-radiculopathy-m5416": "[radicular] radiculopathy M54.16 is not read as radicular/off-midline pain: no "
-    "VA-19/VA-23/SUP-05",
-}
+XFAIL: dict[str, str] = {}
 
 
 Case = dict[str, Any]
