@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 from argparse import Namespace
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, SHARED
 
 from service.config import ConfigError
 from service.engine.ruleset import RuleBaseError, check_rulebase, load_rulebase
@@ -270,3 +271,23 @@ def test_the_app_refuses_to_start_with_a_broken_rule_base(tmp_path: Path) -> Non
     settings: dict[str, Any] = {"rules_dir": str(rules), "database_url": f"sqlite:///{tmp_path / 'db.sqlite'}"}
     with pytest.raises(ConfigError, match=r"rules-va.yaml:\d+: VA-07 rules\[6\].source: unknown key"):
         create_app(settings)
+
+
+def _letters(text: str) -> str:
+    """The text without whitespace and hyphens: the seeds are PDF text, broken across lines ("im-\\naging")."""
+    return re.sub(r"[\s\-\u00ad]+", "", text)
+
+
+def test_every_quote_is_verbatim_in_its_seed() -> None:
+    seeds = SHARED / "seeds"
+    quotes = [
+        (rule.id, quote)
+        for rule in load_rulebase(RULES).rules
+        if rule.conclude
+        for quote in rule.conclude.get("quotes", [])
+    ]
+    assert len(quotes) >= 61
+    texts = {p.name: _letters(p.read_text(encoding="utf-8")) for p in seeds.glob("*.txt")}
+    for rule_id, quote in quotes:
+        assert quote["seed"] in texts, (rule_id, quote["seed"])
+        assert _letters(quote["text"]) in texts[quote["seed"]], (rule_id, quote["text"])
