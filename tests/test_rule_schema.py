@@ -291,3 +291,26 @@ def test_every_quote_is_verbatim_in_its_seed() -> None:
     for rule_id, quote in quotes:
         assert quote["seed"] in texts, (rule_id, quote["seed"])
         assert _letters(quote["text"]) in texts[quote["seed"]], (rule_id, quote["text"])
+
+
+def test_serve_exits_with_a_json_log_line_on_a_broken_rule_base(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    rules = broken(tmp_path, "rules-va.yaml", "    sources: [SC-12]\n", "    source: [SC-12]\n")
+    env = {**os.environ, "SPINECDS_RULES_DIR": str(rules), "SPINECDS_DATABASE_URL": f"sqlite:///{tmp_path / 'db'}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", "9", "--workers=1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    [line] = [json.loads(x) for x in done.stderr.splitlines() if x.startswith("{") and "not starting" in x]
+    assert line["level"] == "CRITICAL"
+    assert "rules-va.yaml" in line["msg"] and "VA-07 rules[6].source: unknown key" in line["msg"]
