@@ -177,6 +177,16 @@ def _bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _as_chart_of(padding: list[dict[str, Any]], patient_id: str) -> list[dict[str, Any]]:
+    """The padding as the case patient's own chart: only the context patient's data count (the service
+    sets another patient's resources aside), so Synthea's ``subject``/``patient`` point at the case patient."""
+    out = []
+    for resource in padding:
+        refs = {k: {"reference": f"Patient/{patient_id}"} for k in ("subject", "patient") if k in resource}
+        out.append({**resource, **refs} if refs else resource)
+    return out
+
+
 def build(name: str, case: dict[str, Any], padding: list[dict[str, Any]], now: datetime | None = None) -> BenchRequest:
     """The request of ``case`` plus ``padding``; case dates moved to ``now`` (default: the real clock)."""
     days = ((now or datetime.now(UTC)).date() - CASE_NOW.date()).days
@@ -184,7 +194,7 @@ def build(name: str, case: dict[str, Any], padding: list[dict[str, Any]], now: d
     patient = next(r for r in resources if r["resourceType"] == "Patient")
     hook = case.get("hook", "patient-view")
     missing = set(case.get("missing_keys", []))
-    everything = [r for r in resources if r["resourceType"] != "Patient"] + padding
+    everything = [r for r in resources if r["resourceType"] != "Patient"] + _as_chart_of(padding, patient["id"])
     prefetch: dict[str, Any] = {} if "patient" in missing else {"patient": patient}
     for key in BUNDLE_KEYS:
         if key not in missing:

@@ -3,14 +3,19 @@
 local manifest = assert(os.getenv("BENCH_MANIFEST"), "set BENCH_MANIFEST")
 local limit = tonumber(os.getenv("BENCH_LIMIT") or "0")
 local reqs = {}
-for line in io.lines(manifest) do
-  local path, file = line:match("^([^\t]+)\t(.+)$")
-  local f = assert(io.open(file, "rb"))
-  local body = f:read("*a")
-  f:close()
-  reqs[#reqs + 1] = wrk.format("POST", path, { ["Content-Type"] = "application/json" }, body)
-end
 local i = 0
+
+-- Requests are built in init(), after wrk has put the Host header into wrk.headers: built at load
+-- time they carried no Host, which HTTP/1.1 requires (gunicorn let it pass, most servers answer 400).
+function init(args)
+  for line in io.lines(manifest) do
+    local path, file = line:match("^([^\t]+)\t(.+)$")
+    local f = assert(io.open(file, "rb"))
+    local body = f:read("*a")
+    f:close()
+    reqs[#reqs + 1] = wrk.format("POST", path, { ["Content-Type"] = "application/json" }, body)
+  end
+end
 
 function request()
   i = i % #reqs + 1

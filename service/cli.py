@@ -108,6 +108,28 @@ def _validate(args: argparse.Namespace) -> int:
     return code
 
 
+def _coverage(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from service.offline.coverage import run
+
+    settings = _settings()
+    if settings is None:
+        return 2
+    code, report, problems = run(
+        [Path(p) for p in args.paths], Path(settings.profiles_dir), as_json=args.json, top=args.top
+    )
+    if report is not None:
+        print(report)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return code
+    print(report)
+    if problems:
+        print("spinecds coverage: " + problems, file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spinecds", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     validate = sub.add_parser("validate", help="check a Bundle / NDJSON folder against the spinecds profiles")
     validate.add_argument("input", help="Bundle or resource JSON, CDS Hooks request, NDJSON file or folder")
     validate.add_argument("--json", action="store_true", help="machine-readable report")
+    coverage = sub.add_parser(
+        "coverage",
+        help="report which resources' codes the ValueSets recognise and which codes no ValueSet knows",
+        description="Exit codes: 0 every input read; 2 some input unreadable or not a recognised format (named on "
+        "stderr; the report covers the rest).",
+    )
+    coverage.add_argument("paths", nargs="+", help="Bundles, NDJSON files or folders, case files, CDS Hooks requests")
+    coverage.add_argument("--json", action="store_true", help="machine-readable report")
+    coverage.add_argument("--top", type=int, default=10, help="how many unrecognised codes to list per type")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
@@ -135,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         return offline_commands.run_rules(args)
     if args.command == "validate":
         return _validate(args)
+    if args.command == "coverage":
+        return _coverage(args)
     return 2
 
 

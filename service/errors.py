@@ -16,6 +16,7 @@ ISSUE_CODES = {
     403: "forbidden",
     404: "not-found",
     405: "not-supported",
+    406: "not-supported",
     409: "conflict",
     412: "incomplete",
     413: "too-costly",

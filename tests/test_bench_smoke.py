@@ -136,6 +136,38 @@ def test_wrk_script_posts_the_manifest(floor: servers.Server, reqs: list[Any], t
     assert limited.requests == 50 and limited.errors == 0 and limited.seconds < 30
 
 
+def test_wrk_requests_carry_the_host_header(reqs: list[Any], tmp_path: Path) -> None:
+    """HTTP/1.1 requires Host; a server other than gunicorn (a peer, a proxy) answers 400 without it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hosts: list[str | None] = []
+
+    class Strict(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            hosts.append(self.headers.get("Host"))
+            status = 200 if self.headers.get("Host") else 400
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Strict)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = wrk(url, write_manifest(reqs[:2], tmp_path, "host"), connections=1, seconds=30, limit=5)
+    finally:
+        server.shutdown()
+    assert result.errors == 0 and hosts and all(h == f"127.0.0.1:{server.server_address[1]}" for h in hosts)
+
+
 def test_percentile() -> None:
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 50) == 50.0

@@ -56,9 +56,17 @@ def test_worked_example_gives_vertebral_augmentation_card() -> None:
     assert out["summary"]["cardsPerRule"]["VA-22"] >= 1
 
 
+REQUEST_ONLY = {"other_patient_resources", "unreadable_resources", "paginated_keys", "prefetch_override"}
+
+
 def test_every_case_file_gives_what_the_service_gives(client: Any) -> None:
-    """Offline evaluation of each case equals the service's answer to the case's CDS Hooks request."""
-    cases = load_cases()
+    """Offline evaluation of each case equals the service's answer to the case's CDS Hooks request.
+
+    Cases that change the request around the record (another patient's resources, unreadable
+    resources, partial or wrong-shaped keys: the safety-* intake cases) describe a request, not a
+    patient's record, so the offline reader (one request per patient in a record) cannot rebuild them.
+    """
+    cases = [(name, case) for name, case in load_cases() if not REQUEST_ONLY & set(case)]
     code, out, _ = evaluate_json(*(CASES_DIR / f"{name}.json" for name, _ in cases))
     by_input = {Path(r["input"]).stem: r for r in out["results"]}
     assert len(by_input) == len(cases)

@@ -91,6 +91,14 @@ def test_ahrq_requests_rekeyed_to_our_templates(client: Any, name: str) -> None:
     body = load_json(AHRQ / "patient_view_requests" / name)
     body["prefetch"] = {REKEY[k]: v for k, v in body["prefetch"].items() if k in REKEY}
     body.pop("fhirServer")
+    patient_id = body["prefetch"]["patient"]["id"]
+    if body["context"]["patientId"] != patient_id:
+        # Some AHRQ requests name context.patientId "2-1" while their prefetch is Synthea patient <uuid>:
+        # another patient's data never count (docs/security.md, patient mixing), so as sent: 400.
+        mixed = client.post("/cds-services/spine-metastasis-review", json=body)
+        assert mixed.status_code == 400
+        _check_response(400, mixed.get_json())
+        body["context"]["patientId"] = patient_id  # the request the EHR meant: the data's own patient
     response = client.post("/cds-services/spine-metastasis-review", json=body)
     assert response.status_code == 200
     _check_response(200, response.get_json())

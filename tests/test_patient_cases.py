@@ -59,6 +59,8 @@ def test_case(client: Any, name: str, case: dict[str, Any]) -> None:
     indicators = card_indicators(cards)
     for group, indicator in expect.get("cards", {}).items():
         assert indicators.get(group) == indicator, f"{name}: card {group}: {indicators}"
+    if "first_card" in expect:
+        assert cards and cards[0]["extension"]["org.spinecds.trace"]["card"] == expect["first_card"], indicators
     for group in expect.get("absent_cards", []):
         assert group not in indicators, f"{name}: card {group} must not be shown"
     for group, actions in expect.get("draft_actions", {}).items():

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from conftest import load_json
 from support.cases import CASES_DIR
 from support.cds_checker import check_cards_response, check_operation_outcome, errors_only
@@ -53,7 +54,7 @@ def test_required_data_fault_gives_412_never_500(client: Any, ehr: FhirTestServe
     assert check_operation_outcome(response.get_json()) == []
 
 
-def test_fault_mid_pagination_is_412(client: Any, ehr: FhirTestServer) -> None:
+def test_fault_mid_pagination_is_evaluated_as_incomplete(client: Any, ehr: FhirTestServer) -> None:
     for i in range(3):  # enough Conditions for a second page
         ehr.add(
             {
@@ -69,7 +70,43 @@ def test_fault_mid_pagination_is_412(client: Any, ehr: FhirTestServer) -> None:
     ehr.fail_on_page = 2
     ehr.set_fault("500", "Condition")
     response = client.post("/cds-services/spine-metastasis-review", json=_request(ehr))
-    assert response.status_code == 412
+    # Was 412 (the Sandbox shows that as "All clear"). Safety: what the first page holds is known and
+    # is evaluated; only the problem list's negatives are unknown, so never "criteria met" (VA-22).
+    assert response.status_code == 200, response.get_json()
+    assert "VA-22" not in _rules(response)
+    gaps = [g for c in response.get_json()["cards"] for g in c["extension"]["org.spinecds.trace"].get("dataGaps", [])]
+    assert {"key": "conditions", "partial": True} in gaps
+
+
+EMERGENCY = load_json(CASES_DIR / "cat-neu-01-unrelated-order-emergency.json")
+
+
+def _emergency_first() -> list[dict[str, Any]]:
+    """The emergency patient with the metastasis and the cord compression first: page one of the Conditions."""
+    first = {"emerg1-cond2": 0, "emerg1-cond11": 1}
+    return sorted(EMERGENCY["resources"], key=lambda r: first.get(r["id"], 2))
+
+
+@pytest.mark.parametrize("where", ["fetched", "prefetch"])
+def test_emergency_on_the_pages_received_shows_when_a_later_page_fails(client: Any, where: str) -> None:
+    """Issue 16: a cord compression on page one is known even when page two cannot be fetched (was 412)."""
+    with FhirTestServer(resources=_emergency_first(), page_size=2, require_token=TOKEN) as server:
+        server.fail_on_page = 2
+        server.set_fault("500", "Condition")
+        prefetch = None
+        if where == "prefetch":  # the EHR sent page one of the problem list; following next fails
+            page_one = requests.get(
+                f"{server.base_url}/Condition?patient=emerg1", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+            ).json()
+            assert any(link["relation"] == "next" for link in page_one["link"])
+            prefetch = {"conditions": page_one}
+        body = fhir_server_request(server.base_url, TOKEN, patient_id="emerg1", prefetch=prefetch)
+        response = client.post("/cds-services/spine-metastasis-review", json=body)
+    assert response.status_code == 200, response.get_json()
+    cards = response.get_json()["cards"]
+    assert cards and cards[0]["indicator"] == "critical" and "NEU-01" in _rules(response)
+    gaps = cards[0]["extension"]["org.spinecds.trace"]["dataGaps"]
+    assert {"key": "conditions", "partial": True} in gaps
 
 
 def test_optional_category_fault_makes_facts_unknown(client: Any, ehr: FhirTestServer) -> None:

@@ -64,4 +64,4 @@ def test_every_catalogue_rule_is_implemented() -> None:
 def test_condition_text_names_thresholds_with_values() -> None:
     base = load_rulebase(ROOT / "rules", {"pain.moderate": 5})
     (sup04,) = base.by_id("SUP-04")
-    assert describe_condition(sup04, base) == "F-PAIN ≥ pain.moderate (5) ∧ F-ANALG-STEP = 3"
+    assert describe_condition(sup04, base) == "F-SCOPE = adult-cancer ∧ F-PAIN ≥ pain.moderate (5) ∧ F-ANALG-STEP = 3"

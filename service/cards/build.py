@@ -30,6 +30,8 @@ class CardContext:
     patient_id: str | None
     public_base_url: str
     drafts: DraftOrders | None = None
+    data_gaps: Sequence[str] = ()  # intake problems in words ("2 Conditions could not be read: ...")
+    gap_trace: Sequence[Mapping[str, Any]] = ()  # the same as counts per prefetch key
 
 
 def build_cards(evaluation: Evaluation, base: RuleBase, ctx: CardContext) -> list[dict[str, Any]]:
@@ -76,7 +78,7 @@ def _card(
         "summary": _summary(conclusion["summary"]),
         "indicator": conclusion["indicator"],
         "source": dict(group["source"]),
-        "detail": _detail(firings, facts, thresholds, base, suppressed),
+        "detail": _detail(firings, facts, thresholds, base, suppressed, ctx.data_gaps),
         "overrideReasons": [
             {"system": OVERRIDE_SYSTEM, "code": r["code"], "display": r["display"]} for r in base.override_reasons
         ],
@@ -111,6 +113,8 @@ def _card(
         trace["suppressed"] = sorted({f.rule.id for fs in suppressed.values() for f in fs})
     if not trace["thresholds"]:
         del trace["thresholds"]
+    if ctx.gap_trace:
+        trace["dataGaps"] = [dict(g) for g in ctx.gap_trace]
     card["extension"] = {TRACE_KEY: trace}
     return card
 
@@ -125,6 +129,7 @@ def _detail(
     thresholds: list[str],
     base: RuleBase,
     suppressed: Mapping[str, list[Firing]],
+    data_gaps: Sequence[str] = (),
 ) -> str:
     lines: list[str] = []
     for f in firings:
@@ -145,6 +150,10 @@ def _detail(
         lines.append("**Missing data** (not documented is not absent)")
         for fact in missing:
             lines.append(f"- {fact.fid}{_lvl(fact)}: unknown — {fact.note or 'not documented'}{_refs(fact)}")
+    if data_gaps:
+        lines.append("")
+        lines.append("**Data that could not be used** (what was read still counts; nothing is assumed absent)")
+        lines += [f"- {gap}" for gap in data_gaps]
     if thresholds:
         lines.append("")
         lines.append("**Thresholds used**")

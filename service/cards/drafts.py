@@ -31,17 +31,25 @@ class DraftOrders:
         """The kinds of draft under review (va, rt); None at patient-view, where every card shows."""
         if self.hook not in ORDER_HOOKS:
             return None
-        found = set()
+        found = {"other"}  # whatever is drafted (a medication, or nothing we read): the emergency still shows
         for order in self.orders:
-            kinds = {kind for kind, vs_id in ORDER_KINDS.items() if self.concept_in(vs_id, order.get("code"))}
+            kinds = (
+                {kind for kind, vs_id in ORDER_KINDS.items() if self.concept_in(vs_id, order.get("code"))}
+                if order.get("resourceType") == "ServiceRequest"
+                else set()
+            )
             found |= kinds or {"other"}  # any other order: only what outranks everything (the emergency)
-        return frozenset(found)
+        return frozenset(found or {"other"})  # no readable draft at all: still the emergency
 
 
 def draft_suggestions(spec: dict[str, Any], drafts: DraftOrders) -> list[dict[str, Any]]:
     out = []
     for order in drafts.orders:
-        if not isinstance(order.get("id"), str) or not drafts.concept_in(spec["order"], order.get("code")):
+        if (
+            order.get("resourceType") != "ServiceRequest"
+            or not isinstance(order.get("id"), str)
+            or not drafts.concept_in(spec["order"], order.get("code"))
+        ):
             continue
         reference = f"ServiceRequest/{order['id']}"
         if spec["action"] == "delete":

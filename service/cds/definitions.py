@@ -13,16 +13,21 @@ P = "{{context.patientId}}"
 PREFETCH: dict[str, str] = {
     "patient": f"Patient/{P}",
     "conditions": f"Condition?patient={P}&clinical-status=active,recurrence,relapse",
-    "labs": f"Observation?patient={P}&code=http://loinc.org|777-3,http://loinc.org|6301-6,"
-    "http://loinc.org|34714-6,http://loinc.org|5902-2,http://loinc.org|3173-2,http://loinc.org|14979-9"
-    "&_sort=-date",
+    # every LOINC code of the lab and score ValueSets (tests/test_terminology.py checks they agree)
+    "labs": f"Observation?patient={P}&code=http://loinc.org|777-3,http://loinc.org|26515-7,http://loinc.org|778-1,"
+    "http://loinc.org|6301-6,http://loinc.org|34714-6,http://loinc.org|46418-0,http://loinc.org|38875-1,"
+    "http://loinc.org|52129-4,http://loinc.org|5902-2,http://loinc.org|5964-2,http://loinc.org|3173-2,"
+    "http://loinc.org|14979-9&_sort=-date",
     "ps_pain": f"Observation?patient={P}&code=http://loinc.org|89247-1,http://loinc.org|89243-0,"
-    "http://loinc.org|72514-3&_sort=-date",
+    "http://loinc.org|72514-3,http://loinc.org|38208-5,http://loinc.org|38221-8&_sort=-date",
     "findings": f"Observation?patient={P}&code={LOCAL}|&_sort=-date",
     "meds": f"MedicationRequest?patient={P}&status=active,completed,stopped,on-hold",
     "medstatements": f"MedicationStatement?patient={P}",
     "allergies": f"AllergyIntolerance?patient={P}",
-    "procedures": f"Procedure?patient={P}&code=http://snomed.info/sct|1217123003",
+    # radiotherapy courses (mCODE/CodeX) and prior vertebral augmentation (ValueSet
+    # vertebral-augmentation-procedure: CPT 22510-22515)
+    "procedures": f"Procedure?patient={P}&code=http://snomed.info/sct|1217123003,"
+    + ",".join(f"http://www.ama-assn.org/go/cpt|{code}" for code in range(22510, 22516)),
     "imaging": f"DiagnosticReport?patient={P}&category=RAD&_sort=-date",
     "prognosis": f"RiskAssessment?patient={P}",
 }
@@ -31,13 +36,29 @@ PREFETCH: dict[str, str] = {
 # fetched, the answer is 412. Every other category missing makes its facts unknown.
 REQUIRED_KEYS = ("patient", "conditions")
 
+# what each key holds, in the words a card uses for it ("the problem list is incomplete")
+KEY_LABELS: dict[str, str] = {
+    "patient": "patient record",
+    "conditions": "problem list",
+    "labs": "lab results",
+    "ps_pain": "performance status and pain scores",
+    "findings": "spine findings",
+    "meds": "medication orders",
+    "medstatements": "medication statements",
+    "allergies": "allergy list",
+    "procedures": "radiotherapy history",
+    "imaging": "imaging reports",
+    "prognosis": "prognosis scores",
+}
+
 # category name used by the fact extractor -> prefetch keys that provide it
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "conditions": ("conditions",),
     "labs": ("labs",),
     "ps_pain": ("ps_pain",),
     "findings": ("findings",),
-    "meds": ("meds",),
+    # the medication list is complete only with both: warfarin is often recorded as a MedicationStatement
+    "meds": ("meds", "medstatements"),
     "allergies": ("allergies",),
     "procedures": ("procedures",),
     "imaging": ("imaging",),

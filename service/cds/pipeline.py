@@ -76,7 +76,8 @@ class Pipeline:
             frozenset(f.level for f in facts if f.fid == "F-VCF" and f.known and f.value is True),
             hook,
         )
-        cards = build_cards(evaluation, self.base, CardContext(patient_id, self.public_base_url, drafts))
+        context = CardContext(patient_id, self.public_base_url, drafts, prefetch.gap_lines(), prefetch.gaps())
+        cards = build_cards(evaluation, self.base, context)
         return Decision(cards, evaluation, prefetch)
 
 
@@ -86,8 +87,9 @@ CODED_TYPES = frozenset({"Observation", "DiagnosticReport", "ImagingStudy"})
 def read_by_rules(vocab: Vocabulary) -> Callable[[str, Mapping[str, Any]], bool]:
     """Which prefetch resources the fact extractor can read.
 
-    Observations, DiagnosticReports and ImagingStudies are read only through their ``code`` /
-    ``procedureCode`` (a ValueSet member or a local code); every other type is kept as it is.
+    Observations, DiagnosticReports and ImagingStudies are read only through their ``code``,
+    ``valueCodeableConcept``, ``procedureCode`` or ``conclusionCode`` (a ValueSet member or a local
+    code); every other type is kept as it is.
     Skipping the rest saves their R4B validation: a chart's vital signs, lab panels and notes are
     most of a large prefetch (see docs/performance.md).
     """
@@ -111,23 +113,44 @@ def read_by_rules(vocab: Vocabulary) -> Callable[[str, Mapping[str, Any]], bool]
     def relevant(rtype: str, resource: Mapping[str, Any]) -> bool:
         if rtype not in CODED_TYPES:
             return True
-        procedures = resource.get("procedureCode")
-        return known(resource.get("code")) or (
-            isinstance(procedures, list) and any(known(concept) for concept in procedures)
+        if known(resource.get("code")) or known(resource.get("valueCodeableConcept")):
+            return True
+        # an imaging study's procedure codes, a report's coded conclusions (e.g. cord compression)
+        return any(
+            isinstance(concepts, list) and any(known(concept) for concept in concepts)
+            for concepts in (resource.get("procedureCode"), resource.get("conclusionCode"))
         )
 
     return relevant
 
 
 def _draft_orders(request: HookRequest) -> list[dict[str, Any]]:
+    """Every draft order of ``context.draftOrders``, whatever its type.
+
+    The spec's order hooks carry MedicationRequest, ServiceRequest, NutritionOrder,
+    VisionPrescription, DeviceRequest, ... drafts. Only ServiceRequests are read for their code
+    (after R4 validation); every other draft, and a ServiceRequest that cannot be read, is kept as
+    its type and id only, so it counts as an order of kind "other" and the emergency is never hidden
+    because the order under review is of a type the rules do not read.
+    """
     bundle = request.context.get("draftOrders")
     if not isinstance(bundle, dict):
         return []
+    entries = bundle.get("entry")
     pool = ResourcePool()
     pool.add_payload(bundle, "context.draftOrders")
-    orders = pool.of("ServiceRequest")
+    orders: list[dict[str, Any]] = list(pool.of("ServiceRequest"))
+    valid = {("ServiceRequest", o.get("id")) for o in orders}
+    for entry in entries if isinstance(entries, list) else ():
+        resource = entry.get("resource") if isinstance(entry, Mapping) else None
+        if not isinstance(resource, Mapping) or not isinstance(resource.get("resourceType"), str):
+            continue
+        rtype, rid = resource["resourceType"], resource.get("id")
+        rid = rid if isinstance(rid, str) else None
+        if (rtype, rid) not in valid:
+            orders.append({"resourceType": rtype, **({"id": rid} if rid is not None else {})})
     selections = request.context.get("selections")
     if request.hook == "order-select" and isinstance(selections, list) and selections:
         chosen = set(selections)
-        orders = [o for o in orders if f"ServiceRequest/{o.get('id')}" in chosen] or orders
+        orders = [o for o in orders if f"{o.get('resourceType')}/{o.get('id')}" in chosen] or orders
     return orders

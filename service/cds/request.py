@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,10 @@ from urllib.parse import urlparse
 from service.errors import ApiError
 
 from .definitions import REQUIRED_CONTEXT, ServiceDefinition
+
+# FHIR R4 id (http://hl7.org/fhir/R4/datatypes.html#id): what may be substituted into a FHIR URL
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+ID_CONTEXT = ("patientId", "encounterId")
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,9 @@ def _context_problems(hook: str, context: Mapping[str, Any]) -> list[str]:
     for name in ("userId", "patientId", "encounterId"):
         if name in context and (not isinstance(context[name], str) or not context[name]):
             problems.append(f"context.{name}: must be a non-empty string")
+        elif name in ID_CONTEXT and name in context and not FHIR_ID.fullmatch(context[name]):
+            # it goes into FHIR URLs: never a path, a second parameter or a fragment (the value is not echoed)
+            problems.append(f"context.{name}: must be a FHIR id (1-64 of A-Z a-z 0-9 - .)")
     if "draftOrders" in context:
         orders = context["draftOrders"]
         if not isinstance(orders, Mapping) or orders.get("resourceType") != "Bundle":

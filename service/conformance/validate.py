@@ -1,4 +1,12 @@
-"""``spinecds validate INPUT``: which spinecds profiles each resource meets, and what the rules miss.
+"""``spinecds validate INPUT``: is each resource valid FHIR R4, will the service read it, which spinecds
+profiles it meets, and what the rules miss.
+
+Checks run in this order, and a resource that fails an earlier one meets no profile:
+1. base R4 (``base_r4``): HL7's JSON schema, the core cardinalities and FHIRPath invariants;
+2. the service's own intake (``service.fhir.pool``): a resource it would skip is reported with the
+   same reason the service records when it skips it;
+3. code system URIs (``systems``): a near miss such as ``http://snomed.org/sct`` is an error;
+4. the spinecds profiles (``profiles``).
 
 INPUT is a Bundle (any type), a single resource, a CDS Hooks request (its prefetch is read), an
 NDJSON file or a folder of ``*.ndjson`` / ``*.json`` files. Exit 0 = nothing missing, 1 = findings,
@@ -13,7 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.conformance import base_r4
 from service.conformance.profiles import ProfileSet
+from service.conformance.systems import system_findings
+from service.fhir.pool import RULE_TYPES, ResourcePool
 
 
 class InputError(ValueError):
@@ -86,12 +97,27 @@ def read_resources(target: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def intake_refusal(resource: dict[str, Any]) -> str | None:
+    """Why the service's intake would skip this resource (the reason it records), or None."""
+    if resource.get("resourceType") not in RULE_TYPES:
+        return None
+    pool = ResourcePool()
+    pool.add_payload(resource, "resource")
+    return pool.skipped[0].reason if pool.skipped else None
+
+
 def validate_resources(resources: list[dict[str, Any]], profiles: ProfileSet) -> list[ResourceReport]:
     reports = []
     for resource in resources:
         report = ResourceReport(f"{resource.get('resourceType')}/{resource.get('id', '?')}")
+        report.findings.extend(f"R4: {finding}" for finding in base_r4.check(resource))
+        refusal = intake_refusal(resource)
+        if refusal is not None:
+            report.findings.append(f"the service skips this resource: {refusal}")
+        report.findings.extend(system_findings(resource))
+        valid = not report.findings
         for assessment in profiles.assess(resource):
-            if assessment.met:
+            if assessment.met and valid:
                 report.meets.append(assessment.profile.id)
             report.findings.extend(assessment.issues)
         report.findings.extend(profiles.near_misses(resource))

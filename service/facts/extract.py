@@ -161,6 +161,26 @@ def latest(
     return known(fid, v, [fd.ref(o)], note, level=level)
 
 
+def measured(
+    inp: ExtractionInput, fid: str, obs: list[dict[str, Any]], window: str | None, unit: str, label: str
+) -> Fact:
+    """Latest value converted into the threshold's unit; the latest with a unit that cannot be read is unknown."""
+    valued = [o for o in obs if fd.numeric_value(o) is not None]
+    if valued:
+        try:
+            fd.quantity_in(valued[0], unit)
+        except fd.UnitProblem as problem:
+            return unknown(fid, f"{label}: {problem}; value not compared", [fd.ref(valued[0])])
+
+    def value(o: Resource) -> float | None:
+        try:
+            return fd.quantity_in(o, unit)
+        except fd.UnitProblem:
+            return None
+
+    return latest(inp, fid, valued, window, value, label)
+
+
 def local_obs(inp: ExtractionInput, code: str) -> list[dict[str, Any]]:
     return inp.observations_with_local_code(code)
 
@@ -174,22 +194,38 @@ def levels_of(inp: ExtractionInput, res: Resource) -> list[str]:
     return sorted(found, key=lambda lvl: LEVEL_ORDER.get(lvl, 99))
 
 
-def med_records(inp: ExtractionInput, vs_id: str, *, active_only: bool) -> list[dict[str, Any]]:
+def med_records(
+    inp: ExtractionInput, vs_id: str, *, active_only: bool, unresolved: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Orders/statements in the status window whose drug is in the ValueSet; those whose
+    ``medicationReference`` cannot be resolved are appended to ``unresolved`` when given."""
     statuses = {"active"} if active_only else {"active", "completed", "stopped", "on-hold"}
+    medications = fd.medications_by_id(inp.of("Medication"))
     out = []
     for rtype in ("MedicationRequest", "MedicationStatement"):
         for med in inp.of(rtype):
-            if med.get("status") in statuses and any(
-                inp.vocab.concept_in(vs_id, c) for c in fd.medication_concepts(med)
-            ):
+            if med.get("status") not in statuses:
+                continue
+            concepts = fd.medication_concepts(med, medications)
+            if concepts is None:
+                if unresolved is not None:
+                    unresolved.append(med)
+            elif any(inp.vocab.concept_in(vs_id, c) for c in concepts):
                 out.append(med)
     return out
 
 
 def med_fact(inp: ExtractionInput, fid: str, vs_id: str, label: str, *, active_only: bool) -> Fact:
-    found = med_records(inp, vs_id, active_only=active_only)
+    unresolved: list[dict[str, Any]] = []
+    found = med_records(inp, vs_id, active_only=active_only, unresolved=unresolved)
     if found:
         return known(fid, True, [fd.ref(m) for m in found], f"{label} on the medication list")
+    if unresolved:
+        return unknown(
+            fid,
+            f"{len(unresolved)} medication record(s) reference a Medication that is not in the data",
+            [fd.ref(m) for m in unresolved],
+        )
     if inp.has("meds"):
         return known(fid, False, note=f"no {label} on the obtained medication list")
     return unknown(fid, "medication list not available")
@@ -198,19 +234,83 @@ def med_fact(inp: ExtractionInput, fid: str, vs_id: str, label: str, *, active_o
 # ----------------------------------------------------------------------------- disease
 
 
+# mCODE's nonspecific secondary cancer condition ("secondary malignant neoplastic disease", no site): a
+# metastasis somewhere, not a bone metastasis, unless the Condition names a vertebral level.
+NONSPECIFIC_SECONDARY = frozenset({("http://snomed.info/sct", "128462008")})
+
+
+def nonspecific_only(cond: Resource) -> bool:
+    pairs = {(c.get("system"), c.get("code")) for c in codings(cond.get("code"))}
+    return bool(pairs) and pairs <= NONSPECIFIC_SECONDARY
+
+
+def skeletal_conditions(inp: ExtractionInput) -> list[dict[str, Any]]:  # in input order, like conditions_in
+    """Conditions that put disease in the spine: a bone/spinal metastasis (a nonspecific secondary only with
+    a vertebral level), myeloma or solitary plasmacytoma of bone (skeletal by nature), or a lymphoma with a
+    vertebral bodySite."""
+    found = []
+    for c in conditions_in(inp, "spinal-metastasis"):
+        levels = levels_of(inp, c)
+        if levels or (not fd.body_sites(c) and not nonspecific_only(c)):
+            found.append(c)
+    found += [c for c in conditions_in(inp, "skeletal-haematological") if c not in found]
+    found += [c for c in conditions_in(inp, "lymphoma") if c not in found and levels_of(inp, c)]
+    return found
+
+
 @extractor("F-MET")
 def spinal_metastasis(inp: ExtractionInput) -> list[Fact]:
-    found = conditions_in(inp, "spinal-metastasis")
-    spinal = [c for c in found if levels_of(inp, c) or not fd.body_sites(c)]
+    spinal = skeletal_conditions(inp)
     if spinal:
         levels = sorted({lvl for c in spinal for lvl in levels_of(inp, c)}, key=lambda x: LEVEL_ORDER.get(x, 99))
         note = (
             f"spinal/bone metastasis at {', '.join(levels)}" if levels else "bone metastasis, vertebral level not coded"
         )
+        if any(inp.vocab.concept_in("skeletal-haematological", c.get("code")) for c in spinal):
+            note += " (myeloma/plasmacytoma: skeletal disease)"
         return [known("F-MET", True, [fd.ref(c) for c in spinal], note)]
     if inp.has("conditions"):
         return [known("F-MET", False, note="no spinal metastasis on the obtained problem list")]
     return [unknown("F-MET", "problem list not available")]
+
+
+def age_years(inp: ExtractionInput) -> int | None:
+    for patient in inp.of("Patient")[:1]:
+        born = fd.parse_time(patient.get("birthDate"))
+        if born is not None:
+            now = inp.now
+            return now.year - born.year - ((now.month, now.day) < (born.month, born.day))
+    return None
+
+
+@extractor("F-SCOPE")
+def scope(inp: ExtractionInput) -> list[Fact]:
+    """Who the service's cancer-pain and augmentation advice is for: an adult with cancer ("adult-cancer"), or
+    out of scope: "paediatric" (age below scope.adult_min_age_years) or "no-cancer" (e.g. an osteoporotic
+    fracture: no malignancy on the obtained problem list). Unknown without a birth date or problem list."""
+    age = age_years(inp)
+    adult_at = inp.thresholds["scope.adult_min_age_years"]
+    if age is not None and age < adult_at:
+        return [known("F-SCOPE", "paediatric", [], f"age {age} years (below {adult_at:g})")]
+    cancer = (
+        conditions_in(inp, "malignancy")
+        + conditions_in(inp, "primary-cancer")
+        + conditions_in(inp, "spinal-metastasis")
+    )
+    if age is None:
+        return [unknown("F-SCOPE", "patient birth date not documented")]
+    if cancer:
+        first = min(fd.ref(c) for c in cancer)
+        return [known("F-SCOPE", "adult-cancer", [first], f"age {age} years; cancer on the problem list")]
+    if inp.has("conditions"):
+        return [known("F-SCOPE", "no-cancer", [], f"age {age} years; no malignancy on the obtained problem list")]
+    return [unknown("F-SCOPE", "problem list not available")]
+
+
+@extractor("F-LIVER-DISEASE")
+def liver_disease(inp: ExtractionInput) -> list[Fact]:
+    """Chronic liver disease (cirrhosis): a reason to suspect coagulopathy (D-COAG-SUSPECTED, SC-46)."""
+    return [condition_fact(inp, "F-LIVER-DISEASE", "liver-disease", "cirrhosis / chronic liver disease")]
 
 
 @extractor("F-PRIM", "F-MYELOMA", "F-PRIM-HORMONE", "F-PRIM-SEED-DELTA")
@@ -245,7 +345,7 @@ def primary(inp: ExtractionInput) -> list[Fact]:
 @extractor("F-MET-LEVELS", "F-LESION-SIZE")
 def metastatic_burden(inp: ExtractionInput) -> list[Fact]:
     """How many vertebral levels carry metastasis, and the largest lesion diameter (SUP-09)."""
-    found = conditions_in(inp, "spinal-metastasis")
+    found = skeletal_conditions(inp)
     levels = sorted({lvl for c in found for lvl in levels_of(inp, c)}, key=lambda x: LEVEL_ORDER.get(x, 99))
     if found and all(levels_of(inp, c) for c in found):
         count = known(
@@ -278,11 +378,18 @@ def vcf_levels(inp: ExtractionInput) -> dict[str, list[str]]:
         for c in conditions_in(inp, "pathological-vcf"):
             for lvl in levels_of(inp, c) or ["unspecified"]:
                 out.setdefault(lvl, []).append(fd.ref(c))
+        # a recent imaging conclusion (DiagnosticReport.conclusionCode, finding Observation) documents a
+        # fracture too: at the finding's level, or "unspecified" when neither it nor the problem list names one
+        for r in imaging_findings(inp, "pathological-vcf"):
+            levels = levels_of(inp, r)
+            if levels or not out:
+                for lvl in levels or ["unspecified"]:
+                    out.setdefault(lvl, []).append(fd.ref(r))
         inp._vcf_levels = out
     return inp._vcf_levels
 
 
-@extractor("F-VCF", "F-ACUTE")
+@extractor("F-VCF", "F-ACUTE", "F-ACUTE-LEVELS")
 def fractures(inp: ExtractionInput) -> list[Fact]:
     levels = vcf_levels(inp)
     if not levels:
@@ -290,12 +397,31 @@ def fractures(inp: ExtractionInput) -> list[Fact]:
             return [
                 known("F-VCF", False, note="no pathological vertebral fracture on the obtained problem list"),
                 unknown("F-ACUTE", "no fracture to date"),
+                known("F-ACUTE-LEVELS", 0, note="no pathological vertebral fracture on the obtained problem list"),
             ]
-        return [unknown("F-VCF", "problem list not available"), unknown("F-ACUTE", "problem list not available")]
+        return [
+            unknown("F-VCF", "problem list not available"),
+            unknown("F-ACUTE", "problem list not available"),
+            unknown("F-ACUTE-LEVELS", "problem list not available"),
+        ]
     facts: list[Fact] = []
+    acute: list[Fact] = []
     for lvl, refs in levels.items():
         facts.append(known("F-VCF", True, refs, f"pathological vertebral fracture at {lvl}", level=lvl))
         facts.append(acuity(inp, lvl, single=len(levels) == 1))
+        if facts[-1].known and facts[-1].value in {"acute", "subacute"} and lvl in LEVEL_ORDER:
+            acute.append(facts[-1])
+    # VA-26 at every hook: how many fractured levels are acute or subacute (a lower bound when some are unknown)
+    acute.sort(key=lambda f: LEVEL_ORDER.get(f.level, 99))
+    names = [f.level for f in acute]
+    facts.append(
+        known(
+            "F-ACUTE-LEVELS",
+            len(acute),
+            [r for f in acute for r in f.refs[:1]],
+            f"acute/subacute fractures at {', '.join(names)}" if names else "no fracture documented as acute",
+        )
+    )
     return facts
 
 
@@ -428,10 +554,18 @@ def pain_character(inp: ExtractionInput) -> list[Fact]:
 
 @extractor("F-ANALG-STEP")
 def analgesic_step(inp: ExtractionInput) -> list[Fact]:
+    unresolved: list[dict[str, Any]] = []
     for step in (3, 2, 1):
-        found = med_records(inp, f"analgesic-step{step}", active_only=False)
-        if found:
+        found = med_records(inp, f"analgesic-step{step}", active_only=False, unresolved=unresolved)
+        if found and (step == 3 or not unresolved):
             return [known("F-ANALG-STEP", step, [fd.ref(m) for m in found], f"WHO step {step} analgesic tried")]
+        if unresolved:  # an order whose drug cannot be read may be a higher step
+            refs = sorted({fd.ref(m) for m in unresolved})
+            return [
+                unknown(
+                    "F-ANALG-STEP", f"{len(refs)} medication record(s) reference a Medication not in the data", refs
+                )
+            ]
     if inp.has("meds"):
         return [known("F-ANALG-STEP", 0, note="no analgesic on the obtained medication list")]
     return [unknown("F-ANALG-STEP", "medication list not available")]
@@ -445,14 +579,148 @@ def brace(inp: ExtractionInput) -> list[Fact]:
 # ----------------------------------------------------------------------------- neurology
 
 
+REPORT_STATUSES = {"final", "amended", "corrected", "preliminary", "available"}
+
+
+def imaging_reports(inp: ExtractionInput) -> list[dict[str, Any]]:
+    """DiagnosticReports and ImagingStudies that count (not registered, cancelled or entered in error)."""
+    return [r for r in inp.of("DiagnosticReport") + inp.of("ImagingStudy") if r.get("status") in REPORT_STATUSES]
+
+
+def imaging_findings(inp: ExtractionInput, vs_id: str) -> list[dict[str, Any]]:
+    """Imaging conclusions within imaging.window_days coded in ``vs_id``, latest first.
+
+    A DiagnosticReport's ``conclusionCode``, or a finding Observation whose ``valueCodeableConcept`` is in
+    the ValueSet, or whose ``code`` is and whose value is not ``false`` (a negated finding does not count).
+    """
+    window = inp.days("imaging.window_days")
+    found = []
+    for r in inp.of("DiagnosticReport"):
+        if r.get("status") in REPORT_STATUSES and any(
+            inp.vocab.concept_in(vs_id, c) for c in r.get("conclusionCode") or []
+        ):
+            found.append(r)
+    for o in inp.counted_observations():
+        if inp.vocab.concept_in(vs_id, o.get("valueCodeableConcept")) or (
+            inp.vocab.concept_in(vs_id, o.get("code")) and fd.boolean_value(o) is not False
+        ):
+            found.append(o)
+    dated = [(r, fd.resource_time(r)) for r in found]
+    recent = [(r, t) for r, t in dated if t is not None and inp.now - t <= window]
+    recent.sort(key=lambda rt: (rt[1], str(rt[0].get("id"))), reverse=True)
+    return [r for r, _ in recent]
+
+
 @extractor("F-SCC-SYMPT")
 def cord_compression(inp: ExtractionInput) -> list[Fact]:
-    return [condition_fact(inp, "F-SCC-SYMPT", "cord-compression", "spinal cord/cauda equina compression")]
+    """Cord / cauda equina compression on the problem list or in a recent imaging conclusion."""
+    coded = sorted(conditions_in(inp, "cord-compression"), key=fd.ref)
+    imaged = imaging_findings(inp, "cord-compression")
+    if coded or imaged:
+        parts = ["on the problem list"] if coded else []
+        for r in imaged[:1]:
+            when = fd.resource_time(r)
+            parts.append(f"on imaging ({fd.ref(r)}, {when.date().isoformat() if when else 'undated'})")
+        return [
+            known(
+                "F-SCC-SYMPT",
+                True,
+                [fd.ref(c) for c in coded + imaged],
+                "spinal cord/cauda equina compression " + " and ".join(parts),
+            )
+        ]
+    if inp.has("conditions"):
+        return [
+            known("F-SCC-SYMPT", False, note="no cord/cauda equina compression on the problem list or recent imaging")
+        ]
+    return [unknown("F-SCC-SYMPT", "problem list not available")]
 
 
-@extractor("F-NEURO-DEFICIT")
+def onset_time(cond: Resource) -> datetime | None:
+    """When a condition began: onset, else the date it was recorded (an Observation: when it was observed)."""
+    if cond.get("resourceType") == "Observation":
+        return fd.observation_time(cond)
+    period = cond.get("onsetPeriod") or {}
+    for value in (cond.get("onsetDateTime"), period.get("start") if isinstance(period, Mapping) else None):
+        t = fd.parse_time(value)
+        if t:
+            return t
+    return fd.parse_time(cond.get("recordedDate"))
+
+
+@extractor("F-NEURO-DEFICIT", "F-NEURO-DEFICIT-NEW")
 def neuro_deficit(inp: ExtractionInput) -> list[Fact]:
-    return [local_bool(inp, "F-NEURO-DEFICIT", "neuro-deficit", "neurological deficit", "imaging.window_days")]
+    """A neurological deficit (problem list or exam), and whether it is new (neuro.new_deficit_window_days).
+
+    F-NEURO-DEFICIT: a deficit Condition (standard codes, ValueSet neuro-deficit) or the local exam finding
+    within imaging.window_days. F-NEURO-DEFICIT-NEW: a deficit with onset (else recorded date), or an exam
+    finding it (when no coded deficit explains it), within the new-deficit window; unknown when a deficit has
+    no date or no exam is recorded.
+    """
+    exam = local_bool(inp, "F-NEURO-DEFICIT", "neuro-deficit", "neurological deficit", "imaging.window_days")
+    findings = observations(
+        inp,
+        lambda o: (
+            inp.vocab.concept_in("neuro-deficit", o.get("valueCodeableConcept"))
+            or (inp.vocab.concept_in("neuro-deficit", o.get("code")) and fd.boolean_value(o) is not False)
+        ),
+    )
+    recent = inp.days("imaging.window_days")  # a finding is an observation at a time, like the exam
+    findings = [o for o in findings if (t := fd.observation_time(o)) is not None and inp.now - t <= recent]
+    coded = sorted(conditions_in(inp, "neuro-deficit") + findings, key=fd.ref)
+    window = inp.days("neuro.new_deficit_window_days")
+    days = f"{inp.thresholds['neuro.new_deficit_window_days']:g} days"
+    if coded:
+        deficit = known("F-NEURO-DEFICIT", True, [fd.ref(c) for c in coded], "neurological deficit on the problem list")
+    else:
+        deficit = exam
+    dated = [(c, onset_time(c)) for c in coded]
+    new = [(c, t) for c, t in dated if t is not None and inp.now - t <= window]
+    undated = [c for c, t in dated if t is None]
+    exam_time = None
+    if exam.known and exam.value is True and exam.refs:
+        exam_obs = next((o for o in local_obs(inp, "neuro-deficit") if fd.ref(o) == exam.refs[0]), None)
+        exam_time = fd.observation_time(exam_obs) if exam_obs else None
+    if new:
+        first = min(t for _, t in new)
+        fresh = known(
+            "F-NEURO-DEFICIT-NEW",
+            True,
+            [fd.ref(c) for c, _ in new],
+            f"new neurological deficit: onset {first.date().isoformat()}, within {days}",
+        )
+    elif exam_time is not None and inp.now - exam_time <= window and not coded:
+        fresh = known(
+            "F-NEURO-DEFICIT-NEW",
+            True,
+            list(exam.refs),
+            f"neurological deficit found on exam {exam_time.date().isoformat()}, within {days}",
+        )
+    elif undated:
+        fresh = unknown(
+            "F-NEURO-DEFICIT-NEW",
+            "neurological deficit coded without onset or recorded date",
+            [fd.ref(c) for c in undated],
+        )
+    elif coded:
+        oldest = min(t for _, t in dated if t is not None)
+        fresh = known(
+            "F-NEURO-DEFICIT-NEW",
+            False,
+            [fd.ref(c) for c in coded],
+            f"neurological deficit known since {oldest.date().isoformat()}, before the last {days}",
+        )
+    elif exam.known and exam.value is True:
+        fresh = unknown(
+            "F-NEURO-DEFICIT-NEW",
+            f"deficit on exam older than {days}: whether it is new is not documented",
+            list(exam.refs),
+        )
+    elif exam.known:
+        fresh = known("F-NEURO-DEFICIT-NEW", False, list(exam.refs), "no neurological deficit on the recent exam")
+    else:
+        fresh = unknown("F-NEURO-DEFICIT-NEW", exam.note or "no neurological exam documented")
+    return [deficit, fresh]
 
 
 # ----------------------------------------------------------------------------- contraindications
@@ -478,8 +746,8 @@ def coagulation(inp: ExtractionInput) -> list[Fact]:
     return [
         condition_fact(inp, "F-COAG-DX", "coagulopathy", "coagulopathy/thrombocytopenia"),
         med_fact(inp, "F-ANTICOAG", "anticoagulant", "active anticoagulant", active_only=True),
-        latest(inp, "F-PLT", lab("lab-platelets"), w, fd.numeric_value, "platelets ×10⁹/L"),
-        latest(inp, "F-INR", lab("lab-inr"), w, fd.numeric_value, "INR"),
+        measured(inp, "F-PLT", lab("lab-platelets"), w, fd.UNIT_FOR_VALUESET["lab-platelets"], "platelets ×10⁹/L"),
+        measured(inp, "F-INR", lab("lab-inr"), w, fd.UNIT_FOR_VALUESET["lab-inr"], "INR"),
         local_bool(inp, "F-COAG-UNCORRECTABLE", "coagulopathy-uncorrectable", "coagulopathy judged uncorrectable"),
     ]
 
@@ -564,17 +832,9 @@ def performance(inp: ExtractionInput) -> list[Fact]:
 
 
 def life_expectancy(inp: ExtractionInput) -> Fact:
+    """In months; a unit given only as text ("years", "weeks") is read, a missing or unknown one is unknown."""
     obs = local_obs(inp, "life-expectancy-estimate")
-
-    def months(o: Resource) -> float | None:
-        q = o.get("valueQuantity") or {}
-        value = fd.numeric_value(o)
-        if value is None:
-            return None
-        unit = str(q.get("code") or q.get("unit") or "mo")
-        return {"wk": value / 4.345, "d": value / 30.44, "a": value * 12}.get(unit, value)
-
-    return latest(inp, "F-LE", obs, None, months, "life-expectancy estimate (months)")
+    return measured(inp, "F-LE", obs, None, "mo", "life-expectancy estimate (months)")
 
 
 SORG_HORIZONS = {"F-SORG-MORT-90D": (80.0, 100.0), "F-SORG-MORT-1Y": (330.0, 400.0)}
@@ -625,56 +885,188 @@ def _prediction_at(assessment: Resource, lo: float, hi: float) -> float | None:
 # ----------------------------------------------------------------------------- radiotherapy and drugs
 
 
-@extractor("F-PRIOR-RT", "F-PRIOR-RT-DAYS", "F-PRIOR-RT-DOSE-KNOWN", "F-PAIN-PERSIST-AFTER-RT")
-def prior_rt(inp: ExtractionInput) -> list[Fact]:
+def disease_levels(inp: ExtractionInput) -> list[str]:
+    """Vertebral levels with a spinal metastasis or a pathological fracture, in spine order."""
+    found = {lvl for lvl in vcf_levels(inp) if lvl in LEVEL_ORDER}
+    for c in skeletal_conditions(inp):
+        found.update(levels_of(inp, c))
+    return sorted(found, key=lambda lvl: LEVEL_ORDER.get(lvl, 99))
+
+
+def rt_courses(inp: ExtractionInput) -> list[dict[str, Any]]:
+    """Radiotherapy course Procedures that happened (completed or in progress), latest first."""
     courses = [
         p
         for p in inp.of("Procedure")
         if p.get("status") in {"completed", "in-progress"}
         and inp.vocab.concept_in("radiotherapy-course", p.get("code"))
     ]
-    persist = local_bool(
-        inp, "F-PAIN-PERSIST-AFTER-RT", "pain-persistent-after-rt", "pain persistent/recurrent after RT"
-    )
-    disease_levels = set(vcf_levels(inp))
-    for c in conditions_in(inp, "spinal-metastasis"):
-        disease_levels.update(levels_of(inp, c))
-    spine = [p for p in courses if set(levels_of(inp, p)) & disease_levels or not levels_of(inp, p)]
-    if not spine:
-        if inp.has("procedures"):
-            return [
-                known("F-PRIOR-RT", False, note="no prior radiotherapy course to these levels"),
-                unknown("F-PRIOR-RT-DAYS", "no prior course"),
-                unknown("F-PRIOR-RT-DOSE-KNOWN", "no prior course"),
-                persist,
-            ]
-        return [
-            unknown("F-PRIOR-RT", "radiotherapy history not available"),
-            unknown("F-PRIOR-RT-DAYS", "radiotherapy history not available"),
-            unknown("F-PRIOR-RT-DOSE-KNOWN", "radiotherapy history not available"),
-            persist,
-        ]
-    course = max(spine, key=lambda p: fd.resource_time(p) or inp.now.replace(year=1900))
-    refs = [fd.ref(course)]
+    oldest = datetime.min.replace(tzinfo=inp.now.tzinfo)
+    return sorted(courses, key=lambda p: (fd.resource_time(p) or oldest, str(p.get("id"))), reverse=True)
+
+
+def course_label(inp: ExtractionInput, course: Resource) -> str:
     when = fd.resource_time(course)
     levels = levels_of(inp, course)
-    note = f"prior RT course {'at ' + ', '.join(levels) if levels else '(levels not coded)'}"
-    facts = [known("F-PRIOR-RT", True, refs, note)]
-    facts.append(
-        known("F-PRIOR-RT-DAYS", (inp.now - when).days, refs, f"ended {when.date().isoformat()}")
-        if when
-        else unknown("F-PRIOR-RT-DAYS", "course end date not documented", refs)
-    )
-    dose = any("dose-delivered" in str(ext.get("url", "")) for ext in course.get("extension", []) or [])
-    facts.append(
-        known(
-            "F-PRIOR-RT-DOSE-KNOWN",
-            dose and when is not None,
-            refs,
-            "dose/fractions documented" if dose else "dose to volume not documented",
+    where = ", ".join(levels) if levels else "site not coded"
+    return f"{fd.ref(course)} at {where}, ended {when.date().isoformat() if when else 'on a date not documented'}"
+
+
+def course_site(inp: ExtractionInput, course: Resource) -> str:
+    """'levels' (vertebral levels coded), 'spine' (the spine without levels, or no site: coverage unknown) or
+    'elsewhere' (only non-spinal sites, e.g. chest wall or breast: covers no vertebral level)."""
+    if levels_of(inp, course):
+        return "levels"
+    sites = fd.body_sites(course)
+    if not sites or any(inp.vocab.concept_in("spine-region", site) for site in sites):
+        return "spine"
+    return "elsewhere"
+
+
+def pain_after_rt(inp: ExtractionInput, courses: list[dict[str, Any]]) -> Fact:
+    """Pain persisting or recurring after RT: the latest dated pain score at/after a course ended, at a treated
+    level or without a level; else the local clinician flag."""
+    flag = local_bool(inp, "F-PAIN-PERSIST-AFTER-RT", "pain-persistent-after-rt", "pain persistent/recurrent after RT")
+    scores = observations(inp, lambda o: inp.vocab.concept_in("pain-severity", o.get("code")))
+    for course in courses:
+        ended = fd.resource_time(course)
+        treated = set(levels_of(inp, course))
+        if ended is None or course.get("status") != "completed" or course_site(inp, course) == "elsewhere":
+            continue
+        for o in scores:  # latest first
+            when, value = fd.observation_time(o), fd.numeric_value(o)
+            at = set(levels_of(inp, o))
+            if when is None or value is None or when < ended or (at and treated and not at & treated):
+                continue
+            label = f"pain NRS {value:g} on {when.date().isoformat()} after RT course {course_label(inp, course)}"
+            return known("F-PAIN-PERSIST-AFTER-RT", value >= 1, [fd.ref(o), fd.ref(course)], label)
+    return flag
+
+
+@extractor("F-PRIOR-RT", "F-PRIOR-RT-DAYS", "F-PRIOR-RT-DOSE-KNOWN", "F-PAIN-PERSIST-AFTER-RT")
+def prior_rt(inp: ExtractionInput) -> list[Fact]:
+    """Prior radiotherapy per diseased vertebral level (F-PRIOR-RT(level)), with the interval and dose of the
+    latest course covering the level. RT to T4 says nothing about an unirradiated L2; a course whose only
+    sites are elsewhere (chest wall) covers no level; a course without a site, a spine site without levels or a
+    history of irradiation (Z92.3) leaves the uncovered levels unknown."""
+    courses = rt_courses(inp)
+    persist = pain_after_rt(inp, courses)
+    located: dict[str, list[dict[str, Any]]] = {}
+    unlocated = []
+    for course in courses:
+        kind = course_site(inp, course)
+        if kind == "levels":
+            for lvl in levels_of(inp, course):
+                located.setdefault(lvl, []).append(course)
+        elif kind == "spine":
+            unlocated.append(course)
+    history = conditions_in(inp, "history-of-irradiation")
+    levels = disease_levels(inp)
+    elsewhere_note = "; ".join(course_label(inp, c) for cs in located.values() for c in cs[:1])
+    facts: list[Fact] = []
+    irradiated = False
+    for lvl in levels or [PATIENT_LEVEL]:
+        covering = located.get(lvl, []) if lvl != PATIENT_LEVEL else []
+        if covering:
+            irradiated = True
+            course = covering[0]
+            refs = [fd.ref(course)]
+            when = fd.resource_time(course)
+            facts.append(known("F-PRIOR-RT", True, refs, f"prior RT course {course_label(inp, course)}", level=lvl))
+            facts.append(
+                known("F-PRIOR-RT-DAYS", (inp.now - when).days, refs, f"ended {when.date().isoformat()}", level=lvl)
+                if when
+                else unknown("F-PRIOR-RT-DAYS", "course end date not documented", refs, level=lvl)
+            )
+            dose = any("dose-delivered" in str(ext.get("url", "")) for ext in course.get("extension", []) or [])
+            facts.append(
+                known(
+                    "F-PRIOR-RT-DOSE-KNOWN",
+                    dose and when is not None,
+                    refs,
+                    "dose/fractions documented" if dose else "dose to volume not documented",
+                    level=lvl,
+                )
+            )
+            continue
+        where = f"at {lvl}" if lvl != PATIENT_LEVEL else "to the spinal disease (its level is not coded)"
+        if unlocated:
+            facts.append(
+                unknown(
+                    "F-PRIOR-RT",
+                    f"radiotherapy course without vertebral levels: {course_label(inp, unlocated[0])}",
+                    [fd.ref(c) for c in unlocated],
+                    level=lvl,
+                )
+            )
+        elif history and not located:  # with course summaries on record, Z92.3 is taken to refer to them
+            facts.append(
+                unknown(
+                    "F-PRIOR-RT",
+                    "history of irradiation on the problem list: site and dates not documented",
+                    [fd.ref(c) for c in history],
+                    level=lvl,
+                )
+            )
+        elif lvl == PATIENT_LEVEL and located:
+            facts.append(unknown("F-PRIOR-RT", f"prior spine RT ({elsewhere_note}); metastasis level not coded"))
+        elif inp.has("procedures"):
+            other = f" (prior course: {elsewhere_note})" if elsewhere_note else ""
+            facts.append(known("F-PRIOR-RT", False, note=f"no prior radiotherapy {where}{other}", level=lvl))
+        else:
+            facts.append(unknown("F-PRIOR-RT", "radiotherapy history not available", level=lvl))
+    if not irradiated:
+        why = (
+            "no prior course to the diseased levels" if inp.has("procedures") else "radiotherapy history not available"
         )
-    )
-    facts.append(persist)
+        facts += [unknown("F-PRIOR-RT-DAYS", why), unknown("F-PRIOR-RT-DOSE-KNOWN", why)]
+    return facts + [persist]
+
+
+@extractor("F-PRIOR-VA")
+def prior_augmentation(inp: ExtractionInput) -> list[Fact]:
+    """Prior vertebroplasty/kyphoplasty per level (completed Procedures, CPT 22510-22515): true at each level it
+    treated, false at the other diseased levels when the procedure list was obtained; a procedure without a
+    level leaves the untreated levels unknown."""
+    done = [
+        p
+        for p in inp.of("Procedure")
+        if p.get("status") == "completed" and inp.vocab.concept_in("vertebral-augmentation-procedure", p.get("code"))
+    ]
+    treated: dict[str, list[dict[str, Any]]] = {}
+    unlocated = []
+    for p in done:
+        for lvl in levels_of(inp, p) or ["?"]:
+            if lvl == "?":
+                unlocated.append(p)
+            else:
+                treated.setdefault(lvl, []).append(p)
+    facts = []
+    for lvl, procs in sorted(treated.items(), key=lambda kv: LEVEL_ORDER.get(kv[0], 99)):
+        when = fd.resource_time(procs[0])
+        day = when.date().isoformat() if when else "date not documented"
+        facts.append(
+            known("F-PRIOR-VA", True, [fd.ref(p) for p in procs], f"vertebral augmentation at {lvl} ({day})", level=lvl)
+        )
+    for lvl in disease_levels(inp):
+        if lvl in treated:
+            continue
+        if unlocated:
+            facts.append(
+                unknown(
+                    "F-PRIOR-VA", "prior augmentation without a coded level", [fd.ref(p) for p in unlocated], level=lvl
+                )
+            )
+        elif inp.has("procedures"):
+            facts.append(known("F-PRIOR-VA", False, note=f"no prior augmentation at {lvl}", level=lvl))
+        else:
+            facts.append(unknown("F-PRIOR-VA", "procedure history not available", level=lvl))
+    if not facts:
+        facts.append(
+            known("F-PRIOR-VA", False, note="no prior vertebral augmentation")
+            if inp.has("procedures") and not unlocated
+            else unknown("F-PRIOR-VA", "procedure history not available" if not unlocated else "level not coded")
+        )
     return facts
 
 
@@ -693,11 +1085,7 @@ def drugs(inp: ExtractionInput) -> list[Fact]:
 @extractor("F-AXIAL-IMG", "F-MRI")
 def imaging(inp: ExtractionInput) -> list[Fact]:
     window = inp.days("imaging.window_days")
-    reports = [
-        r
-        for r in inp.of("DiagnosticReport") + inp.of("ImagingStudy")
-        if r.get("status") in {"final", "amended", "corrected", "preliminary", "available"}
-    ]
+    reports = imaging_reports(inp)
 
     def recent(vs_id: str) -> list[dict[str, Any]]:
         out = []

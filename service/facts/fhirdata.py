@@ -147,7 +147,141 @@ def body_sites(res: Resource) -> list[Any]:
     return []
 
 
-def medication_concepts(res: Resource) -> Iterable[Any]:
+def medication_concepts(res: Resource, medications: Mapping[str, Resource]) -> list[Any] | None:
+    """The drug codes of a MedicationRequest/MedicationStatement: ``medicationCodeableConcept``, or the
+    ``code`` of the Medication that ``medicationReference`` points to (contained ``#id``, or ``Medication/id``
+    / an absolute URL ending so, looked up in ``medications`` by id). None when the reference cannot be
+    resolved: the order's drug is then unknown, not absent.
+    """
     concept = res.get("medicationCodeableConcept")
     if concept:
-        yield concept
+        return [concept]
+    reference = res.get("medicationReference")
+    if reference is None:
+        return []
+    target = reference.get("reference") if isinstance(reference, Mapping) else None
+    if not isinstance(target, str):
+        return None  # a reference by identifier or display only: the drug cannot be read
+    medication: Resource | None = None
+    if target.startswith("#"):
+        medication = next(
+            (
+                c
+                for c in res.get("contained") or []
+                if isinstance(c, Mapping) and c.get("resourceType") == "Medication" and c.get("id") == target[1:]
+            ),
+            None,
+        )
+    else:
+        parts = target.rstrip("/").split("/")
+        if len(parts) >= 2 and parts[-2] == "Medication":
+            medication = medications.get(parts[-1])
+        elif len(parts) >= 4 and parts[-4] == "Medication" and parts[-2] == "_history":
+            medication = medications.get(parts[-3])
+    if medication is None or not medication.get("code"):
+        return None
+    return [medication["code"]]
+
+
+def medications_by_id(resources: Iterable[Resource]) -> dict[str, Resource]:
+    return {str(m["id"]): m for m in resources if isinstance(m, Mapping) and m.get("id")}
+
+
+# ----------------------------------------------------------------------------- units (docs/terminology.md)
+
+UCUM = "http://unitsofmeasure.org"
+
+# A measured value is compared in its threshold's unit. Each table maps the unit spellings labs send
+# (UCUM codes first, then the common non-UCUM report units: K/uL, x10E3/uL, Gpt/L …) to the factor that
+# converts a value into the target unit. Keys are normalised by unit_key(). A unit not listed makes the
+# value unusable (the fact is unknown with a note), never guessed.
+COUNT_PER_VOLUME_1E9_PER_L: dict[str, float] = {
+    # 10^9 per litre
+    "10*9/l": 1.0,
+    "gpt/l": 1.0,
+    "/nl": 1.0,
+    "10*6/ml": 1.0,
+    # 10^3 per microlitre (= 10^9/L)
+    "10*3/ul": 1.0,
+    "10*3/mm3": 1.0,
+    "k/ul": 1.0,
+    "k/mm3": 1.0,
+    "thou/ul": 1.0,
+    "10*3{cells}/ul": 1.0,
+    # per microlitre / cubic millimetre (÷ 1000)
+    "/ul": 1e-3,
+    "/mm3": 1e-3,
+    "{cells}/ul": 1e-3,
+    "cells/ul": 1e-3,
+    "{cells}/mm3": 1e-3,
+    # per litre
+    "/l": 1e-9,
+    "10*12/l": 1e3,
+}
+RATIO_UNITS: dict[str, float] = {"": 1.0, "1": 1.0, "{inr}": 1.0, "inr": 1.0, "{ratio}": 1.0, "ratio": 1.0}
+TIME_IN_MONTHS: dict[str, float] = {
+    "mo": 1.0,
+    "month": 1.0,
+    "months": 1.0,
+    "mon": 1.0,
+    "mos": 1.0,
+    "a": 12.0,
+    "year": 12.0,
+    "years": 12.0,
+    "yr": 12.0,
+    "yrs": 12.0,
+    "y": 12.0,
+    "wk": 1 / 4.345,
+    "week": 1 / 4.345,
+    "weeks": 1 / 4.345,
+    "w": 1 / 4.345,
+    "d": 1 / 30.44,
+    "day": 1 / 30.44,
+    "days": 1 / 30.44,
+}
+UNIT_TABLES: dict[str, Mapping[str, float]] = {
+    "10*9/L": COUNT_PER_VOLUME_1E9_PER_L,
+    "{INR}": RATIO_UNITS,
+    "mo": TIME_IN_MONTHS,
+}
+UNIT_REQUIRED = {"10*9/L": True, "{INR}": False, "mo": True}
+# the unit each lab ValueSet's values are compared in (facts/extract.py coagulation, offline/coverage.py)
+UNIT_FOR_VALUESET = {"lab-platelets": "10*9/L", "lab-inr": "{INR}"}
+
+
+def unit_key(unit: str) -> str:
+    """Case, spaces, ^/E exponents and the micro sign folded: "x10^3/µL" -> "x10*3/ul"."""
+    key = unit.strip().lower().replace(" ", "").replace("µ", "u").replace("μ", "u").replace("^", "*")
+    key = key.replace("10e", "10*")
+    return key.removeprefix("x") if key.startswith("x10*") else key
+
+
+class UnitProblem(ValueError):
+    """A value that cannot be compared: its unit is missing where one is required, or not recognised."""
+
+
+def quantity_in(obs: Resource, target: str) -> float | None:
+    """The numeric value converted into ``target`` (a key of UNIT_TABLES); None when there is no value.
+
+    Raises UnitProblem when the value carries no unit though one is required, or a unit not recognised.
+    The UCUM code is read first, then the unit text.
+    """
+    value = numeric_value(obs)
+    if value is None:
+        return None
+    quantity = obs.get("valueQuantity")
+    spelled = [
+        str(quantity.get(k)).strip()
+        for k in ("code", "unit")
+        if isinstance(quantity, Mapping) and isinstance(quantity.get(k), str) and str(quantity.get(k)).strip()
+    ]
+    table = UNIT_TABLES[target]
+    if not spelled:
+        if UNIT_REQUIRED[target]:
+            raise UnitProblem("no unit given")
+        return value
+    for unit in spelled:
+        factor = table.get(unit_key(unit))
+        if factor is not None:
+            return finite_number(value * factor)
+    raise UnitProblem(f"unit {spelled[0]!r} not recognised")

@@ -1,8 +1,11 @@
 """Terminology loaded from the FHIR ValueSets in ``fhir_profiles/``: the single source of codes.
 
-Matching is on system and code only, never display text. ICD-10-CM and ATC are hierarchical by
-code prefix, so an ``is-a`` filter on those systems matches the code and every code that starts
-with it (dots ignored). SNOMED ``is-a`` needs a terminology server and is refused at load time.
+Matching is on system and code only, never display text. A ValueSet's codes are its
+``expansion.contains`` (generated from published value sets and the ICD-10-CM tree by
+``scripts/terminology generate``, docs/terminology.md) plus its explicit ``compose`` concepts.
+ICD-10-CM codes match with or without the dot. An ICD-10-CM ``is-a`` filter is resolved by the
+expansion, which must be present; ATC is hierarchical by code prefix, so an ATC ``is-a`` filter
+matches every code that starts with it. SNOMED ``is-a`` needs a terminology server and is refused.
 """
 
 from __future__ import annotations
@@ -14,12 +17,18 @@ from pathlib import Path
 from typing import Any
 
 LOCAL_SYSTEM = "https://fhir.spinecds.org/CodeSystem/spinecds-local"
-PREFIX_HIERARCHY_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/icd-10-cm", "http://www.whocc.no/atc"})
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+PREFIX_HIERARCHY_SYSTEMS = frozenset({"http://www.whocc.no/atc"})
 LEVEL_DESIGNATION = "vertebral-level"
 
 
 def _norm(code: str) -> str:
     return code.replace(".", "").upper()
+
+
+def _dotless(system: str, code: str) -> tuple[str, str] | None:
+    """ICD-10-CM codes are also matched as sent without the dot (M4636 for M46.36)."""
+    return (system, _norm(code)) if system == ICD10CM else None
 
 
 @dataclass
@@ -32,7 +41,7 @@ class CompiledValueSet:
     def contains(self, system: str | None, code: str | None) -> bool:
         if not system or not code:
             return False
-        if (system, code) in self.codes:
+        if (system, code) in self.codes or _dotless(system, code) in self.codes:
             return True
         if system in self.prefixes:
             normalized = _norm(code)
@@ -108,22 +117,34 @@ def _compile(resource: Mapping[str, Any], levels: dict[tuple[str, str], str]) ->
     if resource.get("resourceType") != "ValueSet" or not vs_id:
         raise VocabularyError("not a ValueSet with an id")
     vs = CompiledValueSet(id=vs_id, url=str(resource.get("url", "")))
+    expansion = resource.get("expansion") or {}
+    for member in expansion.get("contains", []):
+        _add(vs, member["system"], member["code"])
     for include in resource.get("compose", {}).get("include", []):
         system = include.get("system")
         if not system:
             raise VocabularyError(f"ValueSet {vs_id}: include without system")
         for concept in include.get("concept", []):
-            vs.codes.add((system, concept["code"]))
+            _add(vs, system, concept["code"])
             for d in concept.get("designation", []):
                 if d.get("use", {}).get("code") == LEVEL_DESIGNATION:
                     levels[(system, concept["code"])] = d["value"]
         for flt in include.get("filter", []):
+            if flt.get("op") == "is-a" and system == ICD10CM and expansion.get("contains"):
+                continue  # resolved by the generated expansion
             if flt.get("op") != "is-a" or system not in PREFIX_HIERARCHY_SYSTEMS:
                 raise VocabularyError(
                     f"ValueSet {vs_id}: filter {flt.get('op')} on {system} needs a terminology server"
                 )
             vs.prefixes.setdefault(system, []).append(_norm(flt["value"]))
     return vs
+
+
+def _add(vs: CompiledValueSet, system: str, code: str) -> None:
+    vs.codes.add((system, code))
+    dotless = _dotless(system, code)
+    if dotless:
+        vs.codes.add(dotless)
 
 
 def _local_level_codes() -> list[str]:

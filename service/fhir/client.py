@@ -1,8 +1,9 @@
 """Fetching what the prefetch did not carry from the EHR's FHIR server.
 
 Bounded in every direction: connect/read timeouts, a deadline for the whole call, a byte limit per
-response, a page limit, ``next`` links only to the same origin as ``fhirServer``, redirects followed
-only within that origin (at most ``MAX_REDIRECTS``), and every URL checked against the allowlist
+response, a page limit, every URL we ask for (queries, ``next`` links) only under ``fhirServer``'s
+base path on its origin (no dot segments, also not percent-encoded ones), the server's own redirects
+followed only within that origin (at most ``MAX_REDIRECTS``), and every URL checked against the allowlist
 (``service.fhir.allowlist``). The access token is sent only to ``fhirServer``'s origin and never
 logged; proxies and ``.netrc`` of the environment are not used (``trust_env`` off; a CA bundle
 may be named with ``REQUESTS_CA_BUNDLE``).
@@ -15,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlparse
+from urllib.parse import unquote, urljoin, urlparse
 
 import requests
 
@@ -27,6 +28,14 @@ log = logging.getLogger("spinecds.fhir")
 
 class FetchError(Exception):
     """The FHIR server did not give usable data (reason is safe to log: no token, no patient data)."""
+
+
+class PartialFetch(FetchError):
+    """Following ``next`` failed after some pages arrived: ``bundle`` holds the pages received."""
+
+    def __init__(self, reason: str, bundle: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.bundle = bundle
 
 
 @dataclass(frozen=True)
@@ -48,17 +57,26 @@ class FhirClient:
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self._origin = _origin(self.base_url)
+        self._base_path = urlparse(self.base_url).path  # ends with "/"
         self._token = token
         self._limits = limits
         self._deadline = time.monotonic() + limits.total_timeout
         self._session = session or outgoing_session()
 
-    def _check(self, url: str) -> None:
-        if _origin(url) != self._origin:
+    def _check(self, url: str, *, under_base: bool = True) -> None:
+        if _origin(url) != self._origin or (under_base and not self._under_base(url)):
             raise FetchError("refused a URL outside fhirServer")
         refusal = self._limits.allowlist.refusal(url)
         if refusal is not None:
             raise FetchError(f"refused: {refusal}")
+
+    def _under_base(self, url: str) -> bool:
+        """The path is fhirServer's base path or below it, with no dot segment (also percent-encoded)."""
+        path = urlparse(url).path
+        if any(unquote(segment) in {".", ".."} for segment in path.split("/")):
+            return False
+        base = self._base_path
+        return path == base.rstrip("/") or path.startswith(base)
 
     def _remaining(self) -> float:
         remaining = self._deadline - time.monotonic()
@@ -71,8 +89,8 @@ class FhirClient:
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
-            for _ in range(MAX_REDIRECTS + 1):
-                self._check(url)  # before the token goes anywhere
+            for hop in range(MAX_REDIRECTS + 1):
+                self._check(url, under_base=hop == 0)  # before the token goes anywhere
                 remaining = self._remaining()
                 with self._session.get(
                     url,
@@ -109,20 +127,34 @@ class FhirClient:
         return first
 
     def complete_bundle(self, bundle: dict[str, Any]) -> dict[str, Any]:
-        """Follow ``next`` links, merging entries into one searchset Bundle."""
+        """Follow ``next`` links, merging entries into one searchset Bundle.
+
+        When a later page cannot be had, ``PartialFetch`` carries the pages received so far: what
+        they hold is known (a cord compression on page one), only the list is incomplete.
+        """
         entries = list(bundle.get("entry") or [])
         page, pages = bundle, 1
-        while (nxt := _next_link(page)) is not None:
-            if pages >= self._limits.max_pages:
-                raise FetchError(f"more than {self._limits.max_pages} pages")
-            page = self.get_json(urljoin(self.base_url, nxt))
-            if page.get("resourceType") != "Bundle":
-                raise FetchError("a next page was not a Bundle")
-            entries.extend(page.get("entry") or [])
-            pages += 1
-        merged = {k: v for k, v in bundle.items() if k not in {"entry", "link"}}
-        merged["entry"] = entries
-        return merged
+
+        def merged() -> dict[str, Any]:
+            out = {k: v for k, v in bundle.items() if k not in {"entry", "link"}}
+            out["entry"] = list(entries)
+            return out
+
+        try:
+            while (nxt := _next_link(page)) is not None:
+                if pages >= self._limits.max_pages:
+                    raise FetchError(f"more than {self._limits.max_pages} pages")
+                page = self.get_json(urljoin(self.base_url, nxt))
+                if page.get("resourceType") != "Bundle":
+                    raise FetchError("a next page was not a Bundle")
+                page_entries = page.get("entry") or []
+                if not isinstance(page_entries, list):
+                    raise FetchError("a next page's entry is not an array")
+                entries.extend(page_entries)
+                pages += 1
+        except FetchError as exc:
+            raise PartialFetch(str(exc), merged()) from exc
+        return merged()
 
 
 def _resource(body: bytes) -> dict[str, Any]:

@@ -23,10 +23,14 @@ from service.cds.definitions import SERVICES, ServiceDefinition
 from service.engine.reference import describe_condition
 from service.engine.ruleset import Atom, Rule, RuleBase
 from service.facts.extract import EXTRACTORS
+from service.fhir_api.fhirpath import LANGUAGE, condition_expression
 
 CANONICAL = "https://fhir.spinecds.org/PlanDefinition"
 PLAN_TYPE = "http://terminology.hl7.org/CodeSystem/plan-definition-type"
-EXPRESSION_LANGUAGE = "text/x-spinecds-match"
+FACTS_INPUT = (
+    "%facts: a Parameters resource with one parameter per fact and level (parts level, known, value, source) and "
+    "per derived fact (docs/conformance.md)"
+)
 PRIORITY = {"critical": "stat", "warning": "urgent", "info": "routine"}
 
 
@@ -139,22 +143,24 @@ def _related(rules: Iterable[Rule], base: RuleBase) -> list[dict[str, Any]]:
     return out
 
 
-def rule_action(rules: list[Rule], base: RuleBase) -> dict[str, Any]:
+def rule_action(rules: list[Rule], base: RuleBase, hook: str) -> dict[str, Any]:
+    """One action per rule ID: its variants OR-ed in one FHIRPath condition, triggered by the hook."""
     lead = rules[0]
+    readable = " ∨ ".join(f"({describe_condition(r, base)})" for r in rules) if len(rules) > 1 else None
     action: dict[str, Any] = {
         "id": lead.id,
         "title": lead.title,
         "description": "; ".join(dict.fromkeys(r.catalogue or describe_condition(r, base) for r in rules)),
+        "trigger": [{"type": "named-event", "name": hook}],
         "condition": [
             {
                 "kind": "applicability",
                 "expression": {
-                    "description": r.title,
-                    "language": EXPRESSION_LANGUAGE,
-                    "expression": describe_condition(r, base),
+                    "description": f"{readable or describe_condition(lead, base)} — over {FACTS_INPUT}",
+                    "language": LANGUAGE,
+                    "expression": condition_expression(rules, base),
                 },
             }
-            for r in rules
         ],
     }
     conclusion = next((r.conclude for r in rules if r.conclude), None)
@@ -173,7 +179,7 @@ def rule_action(rules: list[Rule], base: RuleBase) -> dict[str, Any]:
 
 
 def plan_definition(service: ServiceDefinition, base: RuleBase) -> dict[str, Any]:
-    actions = [rule_action(base.by_id(rid), base) for rid in rules_for_hook(base, service.hook)]
+    actions = [rule_action(base.by_id(rid), base, service.hook) for rid in rules_for_hook(base, service.hook)]
     return {
         "resourceType": "PlanDefinition",
         "id": service.id,

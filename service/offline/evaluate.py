@@ -77,6 +77,8 @@ def evaluate(pipeline: Pipeline, subject: Subject) -> Outcome:
     request = replace(request, fhir_server=None, access_token=None)  # offline: never fetch
     try:
         decision = pipeline.run(request)
+    except ApiError as exc:  # a contradictory prefetch (another patient's Patient, a wrong-shaped key)
+        return Outcome(subject.label, subject.service_id, error="; ".join([exc.message, *exc.issues]), bad_input=True)
     except PrefetchUnavailable as exc:
         reasons = "; ".join(exc.reasons)
         return Outcome(subject.label, subject.service_id, error=f"required FHIR data unavailable: {reasons}")

@@ -1,4 +1,5 @@
-"""Patient cases: one JSON file per case under tests/cases/ (see tests/cases/README.md)."""
+"""Patient cases: one JSON file per case under tests/cases/ (see tests/cases/README.md) and, coded only in
+standard terminologies, under tests/cases-standard/ (see tests/cases-standard/README.md)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ from service.cds.definitions import PREFETCH
 from service.offline.inputs import KEY_FOR_TYPE
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
+STANDARD_CASES_DIR = Path(__file__).resolve().parent.parent / "cases-standard"
 LOCAL = "https://fhir.spinecds.org/CodeSystem/spinecds-local"
-PS_PAIN = {"89247-1", "89243-0", "72514-3"}
+# performance status and pain scores (ECOG, Karnofsky, pain NRS, pain severity reported) travel in ps_pain
+PS_PAIN = {"89247-1", "89243-0", "72514-3", "38208-5"}
 # one source of truth: the service's prefetch templates (service/cds/definitions.py)
 KEY_BY_TYPE = KEY_FOR_TYPE
 ALL_KEYS = list(PREFETCH)
 
 
-POSITIVE = ("fire", "cards", "draft_actions")  # what a case can expect to be there
+POSITIVE = ("fire", "cards", "first_card", "draft_actions")  # what a case can expect to be there
 
 
 class CaseError(ValueError):
@@ -46,13 +49,15 @@ def check_case(name: str, case: dict[str, Any]) -> None:
         raise CaseError(f"{name}: no_cards_reason says why the patient gets no card; it excludes {positive}")
     if reason is None and not positive:
         raise CaseError(
-            f"{name}: asserts only absences; add what must fire (fire/cards/draft_actions) "
+            f"{name}: asserts only absences; add what must fire (fire/cards/first_card/draft_actions) "
             "or an explicit no_cards_reason when the patient is out of scope"
         )
 
 
 def _key_for(resource: dict[str, Any]) -> str:
     rtype = resource["resourceType"]
+    if rtype == "Medication":  # as `MedicationRequest?...&_include=MedicationRequest:medication` returns it
+        return "meds"
     if rtype != "Observation":
         return KEY_BY_TYPE[rtype]
     codings = resource.get("code", {}).get("coding", [])
@@ -63,12 +68,20 @@ def _key_for(resource: dict[str, Any]) -> str:
     return "labs"
 
 
+def _entry(resource: dict[str, Any]) -> dict[str, Any]:
+    if resource["resourceType"] == "Medication":
+        return {"resource": resource, "search": {"mode": "include"}}
+    return {"resource": resource}
+
+
 def build_request(case: dict[str, Any], *, shuffle_seed: int | None = None) -> tuple[str, dict[str, Any]]:
     """The CDS Hooks request of a case: resources split into our prefetch keys by type/code."""
     resources: list[dict[str, Any]] = case["resources"]
     patient = next(r for r in resources if r["resourceType"] == "Patient")
     hook = case.get("hook", "patient-view")
     missing = set(case.get("missing_keys", []))
+    # resources of another patient and resources that fail R4 validation go into the keys of their type
+    extra: list[dict[str, Any]] = [*case.get("other_patient_resources", []), *case.get("unreadable_resources", [])]
     prefetch: dict[str, Any] = {}
     for key in ALL_KEYS:
         if key in missing:
@@ -76,17 +89,23 @@ def build_request(case: dict[str, Any], *, shuffle_seed: int | None = None) -> t
         if key == "patient":
             prefetch[key] = patient
             continue
-        entries = [{"resource": r} for r in resources if r["resourceType"] != "Patient" and _key_for(r) == key]
+        entries = [
+            _entry(r) for r in [*resources, *extra] if r["resourceType"] != "Patient" and _key_for(r) == key
+        ]
         if shuffle_seed is not None:
             random.Random(shuffle_seed).shuffle(entries)
         prefetch[key] = {
             "resourceType": "Bundle",
             "type": "searchset",
-            "total": len(entries),
+            "total": sum(1 for e in entries if "search" not in e),
             **({"entry": entries} if entries else {}),
         }
     for key in case.get("null_keys", []):
         prefetch[key] = None
+    for key in case.get("paginated_keys", []):  # a next page the service cannot follow (no fhirServer)
+        prefetch[key]["link"] = [{"relation": "next", "url": f"https://ehr.invalid/fhir/{key}?page=2"}]
+    for key, value in case.get("prefetch_override", {}).items():  # a wrong-shaped key, sent as written
+        prefetch[key] = value
     context: dict[str, Any] = {"userId": "Practitioner/case-clinician", "patientId": patient["id"]}
     if hook in {"order-select", "order-sign"}:
         orders = case.get("draft_orders", [])

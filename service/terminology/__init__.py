@@ -1,0 +1,1 @@
+"""Terminology built from published sources: harvest (mirrors -> committed extracts) and expansion generation."""
