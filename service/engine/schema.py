@@ -206,7 +206,7 @@ class FactsFile(Strict):
 
 class SourceLink(Strict):
     label: Text
-    url: Text
+    url: str = ""
 
 
 class CardGroup(Strict):
@@ -215,6 +215,8 @@ class CardGroup(Strict):
     orders: list[Literal["va", "rt", "other"]] = []
     suppresses: list[Text] = []
     source: SourceLink
+    decision: str | None = None  # a key of decisions
+    needs_data_to: str | None = None  # a key of decisions
 
 
 class Coding(Strict):
@@ -225,9 +227,16 @@ class Coding(Strict):
 
 class Suggestion(Strict):
     label: Text
-    code_text: Text
+    code_text: str = ""
     code: Coding | None = None
     priority: Literal["routine", "urgent", "asap", "stat"] | None = None
+    specialty: str = ""
+    unless: FactId | None = None  # not suggested when this fact is true
+    source: SourceLink | None = None
+    resource: Literal["ServiceRequest", "MedicationRequest"] | None = None
+    medication: Coding | None = None
+    dose_mg: float | None = None
+    dosage_text: str = ""
 
 
 class DraftSuggestion(Strict):
@@ -237,12 +246,27 @@ class DraftSuggestion(Strict):
     keep: Literal["fractured-levels"] | None = None
 
 
+class Decision(Strict):
+    title: Text
+    specialties: list[Text] = []
+    fold_into: list[Text] = []
+    asks: bool = False
+
+
+class Reference(Strict):
+    label: Text
+    url: str = ""
+
+
 class OverrideReason(Strict):
     code: Text
     display: Text
 
 
 class CardsFile(Strict):
+    decisions: dict[str, Decision] = {}
+    withhold: dict[RuleId, list[RuleId]] = {}  # a fired rule withholds these from the response
+    references: dict[str, Reference] = {}
     cards: dict[str, CardGroup]
     suggestions: dict[str, Suggestion] = {}
     draft_suggestions: dict[str, DraftSuggestion] = {}
@@ -253,6 +277,7 @@ class CardsFile(Strict):
 
 
 class Threshold(Strict):
+    label: str = ""  # the words a card uses for it
     value: int | float
     unit: Text
     basis: Text
