@@ -8,6 +8,9 @@ so the rules fire) and pads it with other FHIR data:
 - ``synthea-*`` the case plus *every* resource of one bundle of
                 ../shared/fixtures/fhir_data_pipes_synthea_large (1,300-1,400 resources)
 - ``obs-5000``  the case plus 5,000 generated Observations (a long-followed patient)
+- ``relevant-N`` / ``irrelevant-N`` (the growth curves, N = 500, 2,000, 5,000, 20,000): the case plus
+                N generated Observations the rules read (platelets, INR, PT, aPTT, pain scores over
+                time: the shape of an oncology chart) or N they do not read (vital signs, other labs)
 
 Resources go into our prefetch keys (``service/cds/definitions.py`` PREFETCH) by type and code,
 as an EHR would answer the templates; types no template asks for (Encounter, Claim, ...) go into
@@ -109,11 +112,18 @@ def sample(resources: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     return [resources[int(i * step)] for i in range(n)]
 
 
-def generated_observations(n: int, patient_id: str, before: datetime, seed: int = 7) -> list[dict[str, Any]]:
+CURVE_SIZES = (500, 2000, 5000, 20000)
+CURVES = {"relevant": 1.0, "irrelevant": 0.0}  # share of the generated Observations the rules read
+
+
+def generated_observations(
+    n: int, patient_id: str, before: datetime, seed: int = 7, relevant: float = 1 / 3
+) -> list[dict[str, Any]]:
     """``n`` final Observations of a long-followed patient, all older than ``before`` - 30 days.
 
-    A third are in the codes our ``labs``/``ps_pain`` templates ask for (platelets, INR, PT, aPTT,
-    pain scores), the rest are vital signs and other labs a chart holds in the thousands.
+    A share ``relevant`` (default a third) are in the codes our ``labs``/``ps_pain`` templates ask for
+    (platelets, INR, PT, aPTT, pain scores), the rest are vital signs and other labs a chart holds in
+    the thousands.
     """
     rng = random.Random(seed)
     ours = [("777-3", "10*3/uL", 150, 400), ("6301-6", "{INR}", 0.9, 1.3), ("5902-2", "s", 11, 14),
@@ -124,7 +134,7 @@ def generated_observations(n: int, patient_id: str, before: datetime, seed: int 
               ("6690-2", "10*3/uL", 4, 11)]  # fmt: skip
     out = []
     for i in range(n):
-        code, unit, low, high = rng.choice(ours) if i % 3 == 0 else rng.choice(others)
+        code, unit, low, high = rng.choice(ours) if _is_relevant(i, relevant) else rng.choice(others)
         when = before - timedelta(days=30 + i // 3, minutes=rng.randrange(1440))
         out.append(
             {
@@ -153,6 +163,11 @@ def generated_observations(n: int, patient_id: str, before: datetime, seed: int 
             }
         )
     return out
+
+
+def _is_relevant(i: int, share: float) -> bool:
+    """Spread evenly: a share of 1/3 makes every third one relevant (0, 3, 6, ...)."""
+    return share > 0 and int(i * share) != int((i - 1) * share) if i else share > 0
 
 
 def _key_for(resource: dict[str, Any]) -> str:
@@ -238,6 +253,20 @@ def scenarios(now: datetime | None = None, case_name: str = DEFAULT_CASE) -> lis
         out.append(build(f"synthea-{path.stem.split('_')[0]}", case, synthea_resources(path), now))
     out.append(build("obs-5000", case, generated_observations(5000, patient_id, now or datetime.now(UTC)), now))
     return out
+
+
+def curve_scenarios(
+    now: datetime | None = None, case_name: str = DEFAULT_CASE, sizes: tuple[int, ...] = CURVE_SIZES
+) -> list[BenchRequest]:
+    """The growth curves: ``relevant-N`` and ``irrelevant-N`` for each N, smallest first."""
+    case = load_case(case_name)
+    patient_id = next(r["id"] for r in case["resources"] if r["resourceType"] == "Patient")
+    before = now or datetime.now(UTC)
+    return [
+        build(f"{curve}-{n}", case, generated_observations(n, patient_id, before, relevant=share), now)
+        for n in sizes
+        for curve, share in CURVES.items()
+    ]
 
 
 def mixed(now: datetime | None = None) -> list[BenchRequest]:

@@ -54,6 +54,17 @@ class Server:
                 pids.append(int(entry.name))
         return sorted(pids)
 
+    def worker_cpu_ticks(self) -> dict[int, int]:
+        """CPU time (user + system, clock ticks) each worker has used so far."""
+        out = {}
+        for pid in self.worker_pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[pid] = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+        return out
+
     def worker_rss_kib(self) -> dict[int, int]:
         out = {}
         for pid in self.worker_pids():

@@ -14,22 +14,24 @@ from flask import Flask, Response, g, request
 
 from service.api_docs.blueprint import bp as api_docs_bp
 from service.auth.gate import install_auth
+from service.cds.audit import CardAudit
 from service.cds.blueprint import bp as cds_bp
 from service.cds.pipeline import Pipeline
 from service.config import ConfigError, Settings
 from service.console.blueprint import bp as console_bp
-from service.db import init_db, make_engine
+from service.db import SchemaSetup, make_engine
+from service.engine.build import engine_description, require_patched_engine
 from service.engine.ruleset import load_rulebase
 from service.engine.runtime import Engine
 from service.errors import register_error_handlers
 from service.facts.vocabulary import Vocabulary
 from service.fhir.allowlist import FhirServerAllowlist
 from service.fhir.client import FetchLimits
-from service.fhir.pool import preload_models
 from service.fhir_api.blueprint import bp as fhir_api_bp
 from service.ops import metrics
 from service.ops.blueprint import bp as ops_bp
 from service.ops.logging import REQUEST_ID_HEADER, configure_logging, request_id_from, set_request_id
+from service.smart_app.blueprint import bp as smart_app_bp
 from service.state import AppState
 
 log = logging.getLogger("spinecds")
@@ -52,15 +54,16 @@ def create_app(
     elif not isinstance(settings, Settings):
         settings = Settings.from_env().with_overrides(settings)
     configure_logging(settings.log_level)
+    engine_version = require_patched_engine()  # the published durable-rules crashes: refuse it
     base = load_rulebase(settings.rules_dir, _threshold_overrides(settings.thresholds_file))
     engine = Engine(base)
     vocab = Vocabulary.load(settings.profiles_dir)
-    preload_models()
     limits = FetchLimits(
         settings.fhir_connect_timeout,
         settings.fhir_read_timeout,
         settings.fhir_max_pages,
         settings.fhir_max_response_bytes,
+        max_total_bytes=settings.fhir_max_total_bytes,
         allowlist=FhirServerAllowlist.parse(settings.fhir_server_allowlist),
     )
     _warn_fhir_allowlist(limits.allowlist)
@@ -72,13 +75,14 @@ def create_app(
         settings.public_base_url,
         clock or (lambda: datetime.now(UTC)),
     )
-    db = make_engine(settings.database_url)
-    init_db(db)
+    db = make_engine(settings.database_url, settings.database_timeout)
+    schema = SchemaSetup(db)
+    schema.ensure()  # a database down at start is retried (readiness stays 503 until then), never fatal
 
     app = Flask("spinecds")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["spinecds"] = AppState(settings, pipeline, db)
+    app.extensions["spinecds"] = AppState(settings, pipeline, db, schema, CardAudit(db))
     register_error_handlers(app)
     app.register_blueprint(cds_bp)
     app.register_blueprint(ops_bp)
@@ -86,15 +90,18 @@ def create_app(
     if settings.console == "enabled":
         app.register_blueprint(console_bp)  # /console (docs/console.md)
     app.register_blueprint(api_docs_bp)
+    app.register_blueprint(smart_app_bp)  # /smart (docs/smart-app.md)
     _cors(app, settings.cors_origins)
     _request_context(app)
     install_auth(app, settings, db, clock or (lambda: datetime.now(UTC)))  # docs/security.md
     log.info(
-        "spinecds ready: %d rules in %d strata (rule base %s), database %s",
+        "spinecds app loaded: %d rules in %d strata (rule base %s), database %s, engine %s; "
+        "serving once ready (GET /health/ready says when)",
         len(base.rule_ids),
         base.strata,
         base.digest,
         settings.database_url.split(":", 1)[0],
+        engine_description(engine_version),
     )
     return app
 

@@ -27,7 +27,17 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings is None:
         return 2
-    _prepare_metrics_dir()  # before prometheus_client is imported (it reads PROMETHEUS_MULTIPROC_DIR once)
+    from service.engine.build import UnpatchedEngineError, engine_description, require_patched_engine
+
+    try:
+        print(f"spinecds: engine {engine_description(require_patched_engine())}", file=sys.stderr)
+    except UnpatchedEngineError as exc:
+        print(f"spinecds: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    # before prometheus_client is imported (it reads PROMETHEUS_MULTIPROC_DIR once, at import)
+    from service.ops.metrics_dir import prepare_multiprocess_dir, remove_private_dir
+
+    private_metrics_dir, master_pid = prepare_multiprocess_dir(), os.getpid()
     from service.app import create_app
     from service.ops.logging import gunicorn_logconfig
     from service.ops.metrics import worker_exited
@@ -57,26 +67,18 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
-        app = create_app(settings)  # in the master, as preload_app would: a broken rule base stops here
-    except ConfigError as exc:
-        from service.ops.logging import configure_logging
+        try:
+            app = create_app(settings)  # in the master, as preload_app would: a broken rule base stops here
+        except ConfigError as exc:
+            from service.ops.logging import configure_logging
 
-        configure_logging(settings.log_level)
-        logging.getLogger("spinecds").critical("not starting: configuration error: %s", exc)
-        return 2
-    preloaded_app(lambda: app, options, after_fork=drop_inherited_connections).run()
+            configure_logging(settings.log_level)
+            logging.getLogger("spinecds").critical("not starting: configuration error: %s", exc)
+            return 2
+        preloaded_app(lambda: app, options, after_fork=drop_inherited_connections).run()
+    finally:  # gunicorn exits through SystemExit, in the master and in each forked worker
+        remove_private_dir(private_metrics_dir, master_pid)
     return 0
-
-
-def _prepare_metrics_dir() -> None:
-    """gunicorn workers share Prometheus samples through PROMETHEUS_MULTIPROC_DIR (a private temp dir if unset)."""
-    from service.ops.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
-
-    if not os.environ.get(MULTIPROC_ENV):
-        import tempfile
-
-        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="spinecds-metrics-")
-    prepare_multiprocess_dir(os.environ[MULTIPROC_ENV])
 
 
 def _migrate(args: argparse.Namespace) -> int:

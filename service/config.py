@@ -27,12 +27,15 @@ def _default_db_url() -> str:
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(default_factory=_default_db_url)
+    database_timeout: float = 3.0  # seconds for any one wait on the database: connect, statement, pool
     public_base_url: str = "http://127.0.0.1:8080"
     fhir_connect_timeout: float = 3.0
     fhir_read_timeout: float = 10.0
     fhir_max_pages: int = 20
     fhir_max_response_bytes: int = 20_000_000
+    fhir_max_total_bytes: int = 40_000_000  # all FHIR responses of one hook call, every page and key
     max_request_bytes: int = 25_000_000
+    request_read_timeout: float = 30.0  # seconds to receive a whole request (head and body) once it has begun
     cors_origins: str = "*"
     thresholds_file: str = ""
     spine_surgical_backup: str = "unknown"
@@ -48,6 +51,8 @@ class Settings:
     jwt_max_lifetime_seconds: int = 3600
     # hosts (host or host:port) whose fhirServer the service may call; empty = prefetch only
     fhir_server_allowlist: str = ""
+    # OAuth client id the EHR registered for the SMART app at /smart/launch (docs/smart-app.md)
+    smart_client_id: str = "spinecds"
 
     def validate(self) -> Settings:
         db = urlparse(self.database_url)
@@ -58,10 +63,14 @@ class Settings:
         base = urlparse(self.public_base_url)
         if base.scheme not in {"http", "https"} or not base.netloc:
             raise ConfigError(f"{PREFIX}PUBLIC_BASE_URL: must be an absolute http(s) URL, got {self.public_base_url!r}")
+        if not 1 <= self.request_read_timeout <= 300:
+            raise ConfigError(f"{PREFIX}REQUEST_READ_TIMEOUT: must be between 1 and 300 seconds")
+        if not 0 < self.database_timeout <= 60:
+            raise ConfigError(f"{PREFIX}DATABASE_TIMEOUT: must be between 0 and 60 seconds")
         for name in ("fhir_connect_timeout", "fhir_read_timeout"):
             if not 0 < getattr(self, name) <= 120:
                 raise ConfigError(f"{PREFIX}{name.upper()}: must be between 0 and 120 seconds")
-        for name in ("fhir_max_pages", "fhir_max_response_bytes", "max_request_bytes"):
+        for name in ("fhir_max_pages", "fhir_max_response_bytes", "fhir_max_total_bytes", "max_request_bytes"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{PREFIX}{name.upper()}: must be a positive integer")
         if self.spine_surgical_backup not in {"true", "false", "unknown"}:
@@ -70,6 +79,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}THRESHOLDS_FILE: no such file {self.thresholds_file!r}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"{PREFIX}LOG_LEVEL: must be DEBUG, INFO, WARNING or ERROR")
+        if not self.smart_client_id or any(ord(c) < 0x21 or ord(c) > 0x7E for c in self.smart_client_id):
+            raise ConfigError(f"{PREFIX}SMART_CLIENT_ID: must be a non-empty printable ASCII client id")
         if self.console not in {"enabled", "disabled"}:
             raise ConfigError(f"{PREFIX}CONSOLE: must be enabled or disabled")
         self._validate_security()
@@ -98,7 +109,8 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in fields(cls):
-            raw = env.get(PREFIX + f.name.upper())
+            raw = _secret_from_file(f.name, env) if f.name in SECRET_SETTINGS else None
+            raw = env.get(PREFIX + f.name.upper()) if raw is None else raw
             if raw is None or raw == "":
                 continue
             values[f.name] = _coerce(f.name, f.type, raw)
@@ -110,6 +122,24 @@ class Settings:
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
         return replace(self, **overrides).validate()  # type: ignore[arg-type]
+
+
+# Settings that may hold a secret (a password in the URL) can be read from a file instead:
+# SPINECDS_DATABASE_URL_FILE=/run/secrets/database_url (Docker/podman secrets, Kubernetes Secret volumes).
+SECRET_SETTINGS = ("database_url",)
+
+
+def _secret_from_file(name: str, env: Mapping[str, str]) -> str | None:
+    var = PREFIX + name.upper()
+    path = env.get(var + "_FILE")
+    if not path:
+        return None
+    if env.get(var):
+        raise ConfigError(f"{var}_FILE and {var} are both set: use one")
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{var}_FILE: cannot read {path!r} ({type(exc).__name__})") from exc
 
 
 def _coerce(name: str, typ: object, raw: str) -> object:

@@ -31,13 +31,18 @@ class ResponseTooLarge(Exception):
 
 
 def read_limited(
-    resp: requests.Response, max_bytes: int, *, between_reads: Callable[[], object] | None = None
+    resp: requests.Response,
+    max_bytes: int,
+    *,
+    between_reads: Callable[[], object] | None = None,
+    on_chunk: Callable[[int], object] | None = None,
 ) -> bytes:
     """The body of ``resp``, at most ``max_bytes`` long, else ``ResponseTooLarge``.
 
     ``between_reads`` (e.g. a deadline check, which raises to stop) is called before each chunk is
     taken in; the body is then read one socket read at a time, so the check holds even against a
-    server that trickles a byte at a time.
+    server that trickles a byte at a time. ``on_chunk(size)`` is told each chunk's size as it is
+    read (a budget shared by several responses; it raises to stop).
     """
     declared = resp.headers.get("Content-Length")
     if declared and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:  # not "²"
@@ -51,6 +56,8 @@ def read_limited(
         size += len(chunk)
         if size > max_bytes:
             raise ResponseTooLarge(f"body > {max_bytes} bytes")
+        if on_chunk is not None:
+            on_chunk(len(chunk))
         chunks.append(chunk)
     return b"".join(chunks)
 

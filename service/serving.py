@@ -5,8 +5,10 @@ One definition, used by ``spinecds serve`` and by the benchmark's floor and naiv
 
 * glibc allocator settings (``MALLOC_ENV``) are read only at process start: ``reexec_with_malloc_env``
   re-executes the process once with them unless they are already set (the Docker image sets them).
-* gthread workers; the app is built once in the master (``preload_app``) and the workers are forked
-  from it: faster start, shared memory pages.
+* ``service.serving_worker.BufferingWorker`` workers (waitress's event loop in each forked worker:
+  request heads and bodies are read without tying up a thread, so slow clients cannot starve the
+  workers; docs/security.md); the app is built once in the master (``preload_app``) and the workers
+  are forked from it: faster start, shared memory pages.
 * After building the app the master calls ``gc.freeze()``: the ~110,000 long-lived objects (rules,
   FHIR models, ValueSets) move to the permanent generation, so the collections a 2 MB request body
   triggers no longer traverse them (measured in process: ~50 ms of GC per Synthea request before,
@@ -38,6 +40,7 @@ def server_options(host: str, port: int, workers: int, threads: int) -> dict[str
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
+        "worker_class": "service.serving_worker.BufferingWorker",
         "timeout": 60,
         # graceful shutdown: on SIGTERM workers stop accepting, finish in-flight requests (up to
         # graceful_timeout) and the master exits 0

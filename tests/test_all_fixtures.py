@@ -28,16 +28,14 @@ NOT_FHIR = {"feedback.json"}  # CDS Hooks feedback bodies (and feedback-*.json):
 NOT_FHIR_DIRS = {"service_definitions", "code_lists", "mcode_ig_fsh", "sandbox_cds_services"}
 MCODE = FIXTURES / "mcode_trial_matching_app"
 
-# mCODE bone-metastasis patients: card group -> rule IDs (why: docs/conformance.md "mCODE patients").
+# mCODE bone-metastasis patients: card (decision) -> rule IDs (why: docs/conformance.md "mCODE patients").
 # Both: secondary malignant neoplasm of bone (SNOMED 94222008) without bodySite -> F-MET true; the breast
 # primary (SNOMED 408643008, listed in primary-cancer and primary-hormone-sensitive) -> F-PRIM known and
 # hormone-sensitive (SUP-10); ECOG from 2019 is stale; no fracture, pain, exam, SINS or imaging; a
 # medication list without a bone-modifying agent.
 MCODE_GROUPS = {
-    "data-gaps": {"MD-05", "MD-08", "MD-09", "MD-10"},
-    "supportive-care": {"SUP-10"},
-    "bone-health": {"SUP-07"},
-    "prognosis": {"MD-13", "PRG-01", "PRG-03"},
+    "document-next": {"MD-05", "MD-08", "MD-09", "MD-10", "MD-13", "PRG-01", "PRG-03"},
+    "supportive": {"SUP-07", "SUP-10"},
 }
 MCODE_EXPECTED = {"TrialMatching_Patient01.json": MCODE_GROUPS, "TrialMatching_Patient02.json": MCODE_GROUPS}
 
@@ -207,7 +205,7 @@ def _card_groups(cards: dict[str, Any]) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for card in cards["cards"]:
         trace = card["extension"]["org.spinecds.trace"]
-        out[trace["card"]] = set(trace["rules"])
+        out[trace["decision"]] = set(trace["rules"])
     return out
 
 

@@ -79,10 +79,16 @@ def test_unreachable_database_gives_503_not_a_pass(tmp_path: Path, caplog: pytes
     # the same app, its replay store now on a PostgreSQL port where nothing listens
     verifier._replay = ReplayStore(create_engine("postgresql+psycopg2://x:y@127.0.0.1:9/none"))
     caplog.set_level(logging.INFO)
-    response = app.test_client().get("/cds-services", headers={"Authorization": f"Bearer {ehr.mint(DISCOVERY, T)}"})
+    feedback = "/cds-services/spine-metastasis-review/feedback"
+    token = ehr.mint(DISCOVERY + feedback.removeprefix("/cds-services"), T)
+    response = app.test_client().post(feedback, json={"feedback": []}, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 503
     assert response.headers["Retry-After"]
     assert any("replay store unavailable" in r.getMessage() for r in caplog.records)
+    # discovery (no patient data) passes a token verified in every other respect, and says so in the log
+    response = app.test_client().get("/cds-services", headers={"Authorization": f"Bearer {ehr.mint(DISCOVERY, T)}"})
+    assert response.status_code == 200
+    assert any("replay not checked for discovery" in r.getMessage() for r in caplog.records)
 
 
 def test_replay_store_reports_an_unreachable_database() -> None:

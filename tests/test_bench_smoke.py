@@ -16,6 +16,7 @@ import pytest
 import requests
 from support.cases import fired_rules
 from support.cds_checker import check_cards_response, check_hook_request, errors_only
+from support.tools import require_executable
 
 from bench import servers
 from bench.bodies import CASE_NOW, build, generated_observations, load_case, mixed, scenarios, shift_dates
@@ -129,6 +130,7 @@ def test_naive_server_validates_every_resource(tmp_path: Path, reqs: list[Any]) 
 
 
 def test_wrk_script_posts_the_manifest(floor: servers.Server, reqs: list[Any], tmp_path: Path) -> None:
+    require_executable("wrk", "wrk")
     manifest = write_manifest(reqs[:2], tmp_path, "smoke")
     result = wrk(floor.url, manifest, connections=2, seconds=1)
     assert result.requests > 0 and result.errors == 0

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import CASE_NOW, FIXTURES, ROOT
-from support.cases import CASES_DIR, build_request, comparable, fired_rules, load_cases
+from support.cases import CASES_DIR, build_request, card_indicators, comparable, fired_rules, load_cases
 
 from service.cli import main
 
@@ -49,7 +49,7 @@ def test_worked_example_gives_vertebral_augmentation_card() -> None:
     fired = fired_rules(result["cards"])
     assert set(expect["fire"]) <= fired
     assert not set(expect["not_fire"]) & fired
-    groups = {c["extension"]["org.spinecds.trace"]["card"]: c["indicator"] for c in result["cards"]}
+    groups = card_indicators(result["cards"])
     for group, indicator in expect["cards"].items():
         assert groups[group] == indicator
     assert out["summary"]["cards"] == len(result["cards"])

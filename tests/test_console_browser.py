@@ -229,3 +229,43 @@ def test_pasted_bundle_and_bad_json(page: Any) -> None:
     page.click("#run-paste")
     page.wait_for_selector("#try-status .error")
     assert "no Patient resource with an id" in page.inner_text("#try-status .error")
+
+
+def test_console_renders_card_markdown_as_commonmark_does(page: Any, tmp_path: Path) -> None:
+    """The console's renderer gives every card detail of the patient cases the same lists and
+    paragraphs as a CommonMark library (markdown-it-py); the worked example shows at most three
+    cards, the decision first (the screenshot in docs/img/console-cards.png is this one)."""
+    from markdown_it import MarkdownIt
+    from support.cases import build_request, load_cases
+
+    app = create_app({"database_url": f"sqlite:///{tmp_path / 'md.db'}", "public_base_url": "http://127.0.0.1:9"})
+    details = []
+    with app.test_client() as client:
+        for _, case in load_cases():
+            service, body = build_request(case)
+            response = client.post(f"/cds-services/{service}", json=body)
+            if response.status_code == 200:
+                details += [c["detail"] for c in response.get_json()["cards"]]
+    assert details
+    md = MarkdownIt("commonmark")
+    for detail in sorted(set(details)):
+        expected = [t.type for t in md.parse(detail) if t.type.endswith("_open") and t.type != "paragraph_open"]
+        shape = page.evaluate(
+            """md => { const d = document.createElement('div'); d.innerHTML = SpineMarkdown.render(md);
+                 return [...d.querySelectorAll('ul,ol,li,blockquote,strong')].map(e => e.tagName.toLowerCase()); }""",
+            detail,
+        )
+        names = {"bullet_list_open": "ul", "ordered_list_open": "ol", "list_item_open": "li"}
+        want = [names[t] for t in expected if t in names]
+        assert [t for t in shape if t in {"ul", "ol", "li"}] == want, detail
+
+    page.click("text=Try it")
+    page.select_option("#sample-select", SAMPLE)
+    page.click("#run-sample")
+    page.wait_for_selector(VA_CARD)
+    cards = page.query_selector_all("#cards .card, .cards .card")
+    assert 1 <= len(cards) <= 3
+    assert cards[0].get_attribute("data-card") == "va-eligibility"
+    page.screenshot(
+        path=str(ARTIFACTS / "console-cards-worked-example.png"), full_page=True
+    )  # docs/img/console-cards.png

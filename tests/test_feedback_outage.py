@@ -67,7 +67,7 @@ def test_feedback_survives_a_database_stop_and_restart(cluster: PrivateCluster, 
     client = pg_app.test_client()
     first = [str(uuid.uuid4()), str(uuid.uuid4())]
     response = client.post(FEEDBACK, json={"feedback": [item(first[0]), item(first[1], "accepted")]})
-    assert response.status_code == 200 and response.get_json() == {"stored": 2}
+    assert response.status_code == 200 and response.get_json() == {"stored": 2, "alreadyStored": 0}
     assert stored_counts(cluster) == Counter({first[0]: 1, first[1]: 1})
 
     cluster.stop()
@@ -153,7 +153,7 @@ def test_largest_accepted_values_fit_the_postgresql_columns(cluster: PrivateClus
         "outcomeTimestamp": "2026-06-01T12:00:00.123456+00:00",
         "overrideReason": {
             "reason": {"system": "s" * 300, "code": "k" * 200},
-            "userComment": "ünïcødé 🦴 " * 2000,
+            "userComment": "ünïcødé 🦴 " * 400,  # 4000 characters: MAX_USER_COMMENT_CHARS
         },
     }
     client = pg_app.test_client()

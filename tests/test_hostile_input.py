@@ -270,7 +270,7 @@ def _with(base: Callable[[], dict[str, Any]], path: tuple[Any, ...], value: Any)
 
 
 HUGE: list[tuple[str, str, dict[str, Any], int]] = [
-    ("feedback-200k-bad-items", FEEDBACK, {"feedback": [1] * 200_000}, 400),
+    ("feedback-200k-bad-items", FEEDBACK, {"feedback": [1] * 200_000}, 413),  # over MAX_FEEDBACK_ITEMS
     (
         "feedback-suggestions-200k",
         FEEDBACK,

@@ -15,7 +15,15 @@ from typing import Any
 
 import pytest
 from conftest import CASE_NOW, ROOT
-from support.cases import CaseError, build_request, card_indicators, comparable, fired_rules, load_cases
+from support.cases import (
+    CaseError,
+    build_request,
+    card_groups,
+    card_indicators,
+    comparable,
+    fired_rules,
+    load_cases,
+)
 from support.cds_checker import check_cards_response, errors_only
 
 from service.app import create_app
@@ -71,7 +79,7 @@ def draft_actions(cards: list[dict[str, Any]], group: str) -> list[str]:
     """Actions of a card group that change the draft order: "delete:Type/id" or "update:Type/id:<levels kept>"."""
     out = []
     for card in cards:
-        if card["extension"]["org.spinecds.trace"]["card"] != group:
+        if group not in card_groups(card):
             continue
         for action in (a for s in card.get("suggestions", []) for a in s["actions"]):
             if action["type"] == "delete":

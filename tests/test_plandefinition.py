@@ -120,8 +120,9 @@ def test_metadata_is_a_valid_r4_capability_statement_of_the_plan_definition_endp
     CapabilityStatement.model_validate(body)
     assert body["fhirVersion"] == "4.0.1" and body["kind"] == "instance"
     (rest,) = body["rest"]
-    (resource,) = rest["resource"]
-    assert resource["type"] == "PlanDefinition"
+    resources = {r["type"]: r for r in rest["resource"]}
+    assert set(resources) == {"PlanDefinition", "CodeSystem"}
+    resource = resources["PlanDefinition"]
     assert {i["code"] for i in resource["interaction"]} == {"read", "search-type"}
     served = {p["name"] for p in resource["searchParam"]}
     # every advertised search parameter is honoured, and nothing else is

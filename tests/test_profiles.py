@@ -16,6 +16,7 @@ from fhir.resources.R4B.structuredefinition import StructureDefinition
 from fhir.resources.R4B.valueset import ValueSet
 from support.cases import load_cases
 
+from service.conformance.fhir_package import resource_files
 from service.conformance.profiles import ProfileSet
 from service.engine.ruleset import load_rulebase
 from service.facts.extract import ExtractionInput, extract_facts
@@ -28,7 +29,8 @@ MODELS = {"StructureDefinition": StructureDefinition, "ValueSet": ValueSet, "Cod
 
 
 def _files() -> list[Path]:
-    return sorted(PROFILES.glob("*.json"))
+    """The FHIR resources of the package (package.json and .index.json are its manifest)."""
+    return resource_files(PROFILES)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -44,7 +46,7 @@ def _bound_valuesets(sd: dict[str, Any]) -> set[str]:
     return {str(e["binding"]["valueSet"]).rsplit("/", 1)[-1] for e in sd["differential"]["element"] if "binding" in e}
 
 
-@pytest.mark.parametrize("path", [p for p in _files() if p.name != "index.json"], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", _files(), ids=lambda p: p.name)
 def test_every_file_is_valid_r4b(path: Path) -> None:
     data = _load(path)
     model = MODELS[data["resourceType"]].model_validate(data)
@@ -52,17 +54,16 @@ def test_every_file_is_valid_r4b(path: Path) -> None:
 
 
 def test_canonical_urls_unique_versioned_and_indexed() -> None:
-    docs = [_load(p) for p in _files() if p.name != "index.json"]
+    docs = [_load(p) for p in _files()]
     urls = [d["url"] for d in docs]
     assert len(urls) == len(set(urls))
     for d in docs:
         assert d["url"] == f"{BASE}/{d['resourceType']}/{d['id']}", d["id"]
         assert d.get("version"), d["id"]
-    index = _load(PROFILES / "index.json")
-    listed = {e["file"] for key in ("codeSystems", "valueSets", "structureDefinitions") for e in index[key]}
-    assert listed == {p.name for p in _files() if p.name != "index.json"}
-    for e in index["structureDefinitions"]:
-        assert _load(PROFILES / e["file"])["url"] == e["url"]
+    index = _load(PROFILES / ".index.json")
+    assert {e["filename"] for e in index["files"]} == {p.name for p in _files()}
+    for e in index["files"]:
+        assert _load(PROFILES / e["filename"])["url"] == e["url"]
 
 
 def test_profiles_are_draft_differentials_on_mcode_where_it_has_one() -> None:

@@ -140,8 +140,8 @@ BREAKAGES = [
     ),
     pytest.param(
         "thresholds.yaml",
-        "pain.moderate: {value: 4,",
-        "pain.moderate: {value: true,",
+        '"moderate pain from", value: 4,',
+        '"moderate pain from", value: true,',
         "pain.moderate",
         "a number, not true/false",
         id="threshold-not-a-number",

@@ -165,3 +165,40 @@ def test_nesting_depth_is_read_from_the_text() -> None:
 def test_bodies_deeper_than_orjson_writes_or_reads_are_refused_not_crashed(depth: int) -> None:
     with pytest.raises(ApiError, match="nested deeper"):
         parse_json_body(b'{"a":' + b"[" * depth + b"]" * depth + b"}")
+
+
+def test_the_collector_is_paused_only_while_a_body_is_parsed() -> None:
+    """A JSON tree has no cycles: the parse runs without the cyclic GC, which is back on afterwards (and stays
+    off if it was off), also when the parse refuses the body or several threads parse at once."""
+    import gc
+    import threading
+
+    from service.cds.strict_json import gc_paused
+
+    assert gc.isenabled()
+    parse_json_body(b'{"a": [1, 2, {"b": null}]}')
+    assert gc.isenabled()
+    with pytest.raises(ApiError):
+        parse_json_body(b'{"a": 1, "a": 2}')
+    assert gc.isenabled()
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with gc_paused():
+            inside.set()
+            leave.wait(5)
+
+    other = threading.Thread(target=hold)
+    other.start()
+    inside.wait(5)
+    parse_json_body(b"[1]")
+    assert not gc.isenabled(), "another thread is still inside: the collector stays paused"
+    leave.set()
+    other.join(5)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse_json_body(b"[1]")
+        assert not gc.isenabled(), "off before, off after"
+    finally:
+        gc.enable()

@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from .verifier import JwtVerifier
 
 log = logging.getLogger("spinecds.auth")
+audit = logging.getLogger("spinecds.audit")
 PROTECTED_PREFIX = "/cds-services"
+# the console's try-it API parses what it is sent like a service call does: the same token is required
+PROTECTED_PATHS = frozenset({"/console/api/requests"})
 UNAUTHORIZED_MESSAGE = "authentication required"
 RETRY_AFTER_SECONDS = "5"
 
@@ -41,11 +44,38 @@ def _safe(value: str | None) -> str:
     return repr("".join(c if c.isprintable() else "?" for c in value[:120]))
 
 
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text[:600])
+
+
 def unauthorized() -> Response:
     response = error_response(401, UNAUTHORIZED_MESSAGE)
     response.headers["WWW-Authenticate"] = 'Bearer realm="spinecds"'
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _audit_calls(app: Flask) -> None:
+    """One ``spinecds.audit`` line per CDS Hooks request: who (issuer, client id, tenant) called which service,
+    and the status. No patient data: the path holds only the service id; no body, no token."""
+
+    @app.after_request
+    def audit_line(response: Response) -> Response:
+        path = request.path
+        if request.method != "OPTIONS" and (path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/")):
+            client = g.get("cds_client")
+            service = (request.view_args or {}).get("service_id")
+            audit.info(
+                "audit: %s %s status=%d iss=%s client=%s tenant=%s service=%s",
+                request.method,
+                "feedback" if path.endswith("/feedback") else "discovery" if path == PROTECTED_PREFIX else "call",
+                response.status_code,
+                _safe(client.iss) if client else "unauthenticated",
+                _safe(client.sub) if client else "-",
+                _safe(client.tenant) if client else "-",
+                _safe(service) if isinstance(service, str) else "-",
+            )
+        return response
 
 
 def _count(reason: str) -> None:
@@ -64,6 +94,7 @@ def install_auth(
     on_failure: Callable[[str], None] = _count,
 ) -> JwtVerifier | None:
     """Require a JWT on /cds-services when auth is required; a loud warning when it is not."""
+    _audit_calls(app)
     if settings.auth != "required":
         log.warning(
             "CDS CLIENT AUTHENTICATION IS DISABLED (SPINECDS_AUTH=%s): any caller reaching this port can call "
@@ -91,22 +122,29 @@ def install_auth(
 
     def check() -> Response | None:
         path = request.path
-        if request.method == "OPTIONS" or not (path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/")):
+        protected = path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/") or path in PROTECTED_PATHS
+        if request.method == "OPTIONS" or not protected:
             return None
         try:
             g.cds_client = verifier.verify(request.headers.get("Authorization"), base + path)
         except AuthFailure as failure:
             log.warning(
-                "JWT refused: %s (iss=%s kid=%s jti=%s endpoint=%s)",
+                "JWT refused: %s (iss=%s kid=%s jti=%s endpoint=%s)%s",
                 failure.reason,
                 _safe(failure.iss),
                 _safe(failure.kid),
                 _safe(failure.jti),
                 _safe(path),
+                f": {_printable(failure.detail)}" if failure.detail else "",
             )
             on_failure(failure.reason)
             return unauthorized()
         except ReplayStoreUnavailable as exc:
+            if request.method == "GET" and path == PROTECTED_PREFIX:
+                # discovery holds no patient data: a token verified in every other respect passes
+                # while the replay store is out, so EHRs keep seeing the services (calls still 503)
+                log.warning("JWT replay not checked for discovery: replay store unavailable (%s)", exc)
+                return None
             log.error("JWT not checked: replay store unavailable (%s); answering 503", exc)
             on_failure("replay_store_unavailable")
             response = error_response(503, "authentication cannot be completed now; retry later")

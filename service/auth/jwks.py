@@ -1,9 +1,13 @@
 """Public keys of trusted CDS clients: JWK Sets from a URL (``jwks_uri``, allowlisted ``jku``) or a file.
 
-A URL is fetched with requests (bounded time and size, no redirects, no proxy from the
-environment) and cached for ``ttl`` seconds. An unknown ``kid`` triggers a refresh, at most once
-per ``min_refresh`` seconds per source (the first one right away, so a rotation is picked up by
-its first token), and random kids cannot turn the service into a JWKS hammer. A refresh that
+A URL is fetched with requests (bounded size, no redirects, no proxy from the environment, one
+overall deadline ``FETCH_DEADLINE_SECONDS`` checked between socket reads, so a server dripping a
+byte a second is cut off) and cached for ``ttl`` seconds. An unknown ``kid`` triggers a refresh
+right away (a rotation is picked up by its first token); further unknown kids refresh only after a
+back-off that doubles from ``UNKNOWN_KID_BACKOFF_SECONDS`` up to ``UNKNOWN_KID_MAX_BACKOFF_SECONDS``,
+and a successful verification with the set resets it (``verified``). Random kids thus cannot turn
+the service into a JWKS hammer, nor use up the refresh a genuine rotation needs: six of them hold a
+rotated key back for about a second, a sustained stream for at most the maximum back-off. A refresh that
 fails keeps the keys already held: while the JWKS endpoint is down the service goes on
 verifying with them. A stale key that is still known is used at once and refreshed in the
 background. A file is read at start and re-read on an unknown kid (same rate limit).
@@ -33,7 +37,10 @@ log = logging.getLogger("spinecds.auth")
 
 DEFAULT_TTL_SECONDS = 3600.0
 DEFAULT_MIN_REFRESH_SECONDS = 60.0
-FETCH_TIMEOUT = (3.0, 5.0)
+FETCH_TIMEOUT = (3.0, 5.0)  # connect, each read
+FETCH_DEADLINE_SECONDS = 5.0  # the whole fetch, however the server trickles
+UNKNOWN_KID_BACKOFF_SECONDS = 1.0
+UNKNOWN_KID_MAX_BACKOFF_SECONDS = 30.0
 MAX_JWKS_BYTES = 256 * 1024
 MIN_RSA_BITS = 2048
 CURVES = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
@@ -115,13 +122,20 @@ def _public_key(jwk: Any) -> PublicKey | None:
 
 def fetch_jwks(url: str, session: requests.Session | None = None) -> dict[str, PublicKey]:
     session = session or outgoing_session()
+    deadline = time.monotonic() + FETCH_DEADLINE_SECONDS
+
+    def in_time() -> None:
+        if time.monotonic() > deadline:
+            raise JwksError(f"JWKS endpoint too slow (over {FETCH_DEADLINE_SECONDS:g} s)")
+
+    timeout = (FETCH_TIMEOUT[0], min(FETCH_TIMEOUT[1], FETCH_DEADLINE_SECONDS))
     try:
         with session.get(
-            url, headers={"Accept": "application/json"}, timeout=FETCH_TIMEOUT, allow_redirects=False, stream=True
+            url, headers={"Accept": "application/json"}, timeout=timeout, allow_redirects=False, stream=True
         ) as resp:
             if resp.status_code != 200:
                 raise JwksError(f"JWKS endpoint answered HTTP {resp.status_code}")
-            body = read_limited(resp, MAX_JWKS_BYTES)
+            body = read_limited(resp, MAX_JWKS_BYTES, between_reads=in_time)
     except ResponseTooLarge as exc:
         raise JwksError("JWKS larger than allowed") from exc
     except requests.RequestException as exc:
@@ -154,7 +168,8 @@ class KeySource:
         self._keys: dict[str, PublicKey] = {}
         self._loaded_at: float | None = None
         self._last_attempt: float | None = None
-        self._last_unknown: float | None = None
+        self._next_unknown_refresh = 0.0  # an unknown kid may refresh from then on
+        self._unknown_backoff = UNKNOWN_KID_BACKOFF_SECONDS
         self._refreshing = threading.Event()
         self.fetches = 0  # attempts, for tests and diagnostics
 
@@ -176,11 +191,11 @@ class KeySource:
             if known is not None and fresh:
                 return known
             if known is None and self._loaded_at is not None:
-                # loaded, but not this kid: perhaps rotated; one such refresh per interval
-                last = self._last_unknown
-                may_refresh = last is None or now - last >= self._min_refresh
+                # loaded, but not this kid: perhaps rotated (refresh now), perhaps random (back off)
+                may_refresh = now >= self._next_unknown_refresh
                 if may_refresh:
-                    self._last_unknown = now
+                    self._next_unknown_refresh = now + self._unknown_backoff
+                    self._unknown_backoff = min(self._unknown_backoff * 2, UNKNOWN_KID_MAX_BACKOFF_SECONDS)
             else:  # never loaded, or stale: one attempt per interval
                 last = self._last_attempt
                 may_refresh = last is None or now - last >= self._min_refresh
@@ -199,8 +214,14 @@ class KeySource:
         with self._lock:
             return self._keys.get(kid)
 
+    def verified(self) -> None:
+        """A token was verified with a key of this set: the next unknown kid refreshes at once again."""
+        with self._lock:
+            self._next_unknown_refresh = 0.0
+            self._unknown_backoff = UNKNOWN_KID_BACKOFF_SECONDS
+
     def _wait_for_refresh(self) -> None:
-        deadline = time.monotonic() + sum(FETCH_TIMEOUT) + 1
+        deadline = time.monotonic() + FETCH_TIMEOUT[0] + FETCH_DEADLINE_SECONDS + 1
         while self._refreshing.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
 

@@ -43,12 +43,21 @@ _COMPACT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")  # an
 class AuthFailure(Exception):
     """The token is refused; ``reason`` is a short fixed code, safe to log and to use as a metric label."""
 
-    def __init__(self, reason: str, *, iss: str | None = None, kid: str | None = None, jti: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        iss: str | None = None,
+        kid: str | None = None,
+        jti: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.iss = iss
         self.kid = kid
         self.jti = jti
+        self.detail = detail  # for the integrator, in the log only: which claim failed and what was expected
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class CdsClient:
     jti: str
     kid: str
     tenant: str | None
+    sub: str | None = None  # the client id (CDS Hooks: the EHR's client_id for this service)
 
 
 def _b64json(segment: str, reason: str) -> dict[str, Any]:
@@ -82,9 +92,23 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _number(value: Any) -> float | None:
+    """A finite NumericDate, else None (also for an integer too large for a float: 10**400)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _storable_text(value: str) -> bool:
+    """Text a database column can hold as written: valid Unicode (no lone surrogate), no control characters."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return value.isprintable()
 
 
 class JwtVerifier:
@@ -165,7 +189,7 @@ class JwtVerifier:
             raise AuthFailure("unknown_issuer")
         if alg not in issuer.algorithms:
             raise AuthFailure("alg_not_accepted")
-        key = self._key(issuer, header.get("jku"), kid, alg)
+        source, key = self._key(issuer, header.get("jku"), kid, alg)
         try:
             verified = jwt.decode(
                 token,
@@ -189,9 +213,10 @@ class JwtVerifier:
             raise AuthFailure("bad_signature") from None
         if verified != claims:
             raise AuthFailure("bad_payload")  # cannot happen with one parser; refuse rather than guess
+        source.verified()  # a genuine signature: unknown kids of this set may refresh at once again
         return self._claims(issuer, claims, audience, kid, jti)
 
-    def _key(self, issuer: Issuer, jku: Any, kid: str, alg: str) -> PublicKey:
+    def _key(self, issuer: Issuer, jku: Any, kid: str, alg: str) -> tuple[KeySource, PublicKey]:
         # Keys exchanged out of band (file, jwks_uri) always count for their issuer; a jku header must be
         # allowlisted for the issuer (else refused outright) and is consulted after them.
         if jku is not None and (
@@ -208,11 +233,12 @@ class JwtVerifier:
         if not locations:
             raise AuthFailure("jku_missing")  # this issuer's keys are only reachable through jku
         for location in locations:
-            key = self.source(location).key(kid)
+            source = self.source(location)
+            key = source.key(kid)
             if key is not None:
                 if not key.fits(alg):
                     raise AuthFailure("key_mismatch")
-                return key
+                return source, key
         raise AuthFailure("unknown_kid")
 
     def _claims(self, issuer: Issuer, claims: dict[str, Any], audience: str, kid: str, jti: str | None) -> CdsClient:
@@ -220,7 +246,11 @@ class JwtVerifier:
         auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
         wanted = audience.rstrip("/")
         if not any(isinstance(a, str) and a.rstrip("/") == wanted for a in auds):
-            raise AuthFailure("aud")
+            got = [a[:200] for a in auds if isinstance(a, str)][:3]
+            raise AuthFailure(
+                "aud",
+                detail=f"aud mismatch: expected {wanted!r} (SPINECDS_PUBLIC_BASE_URL + path), token has {got!r}",
+            )
         now = self._now()
         exp, iat = _number(claims.get("exp")), _number(claims.get("iat"))
         if exp is None or iat is None:
@@ -237,6 +267,8 @@ class JwtVerifier:
             raise AuthFailure("lifetime")
         if not jti or len(jti) > MAX_JTI_LENGTH:
             raise AuthFailure("jti_missing")
+        if not _storable_text(jti):
+            raise AuthFailure("jti_invalid")  # a lone surrogate or NUL would fail in the replay store (a 500)
         tenant = claims.get("tenant")
         if tenant is not None and not isinstance(tenant, str):
             raise AuthFailure("tenant")
@@ -244,7 +276,8 @@ class JwtVerifier:
             raise AuthFailure("tenant")
         if not self._replay.first_use(issuer.iss, jti, math.ceil(exp + self._leeway), now):
             raise AuthFailure("replay")
-        return CdsClient(issuer.iss, jti, kid, tenant)
+        sub = claims.get("sub")
+        return CdsClient(issuer.iss, jti, kid, tenant, sub if isinstance(sub, str) else None)
 
 
 def _bearer(authorization: str | None) -> str:

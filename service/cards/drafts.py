@@ -76,3 +76,40 @@ def _updated(order: dict[str, Any], spec: dict[str, Any], drafts: DraftOrders) -
     updated = copy.deepcopy(order)
     updated["bodySite"] = kept
     return updated
+
+
+def medication_proposal(spec: dict[str, Any], patient_id: str, reasons: Sequence[str], source: str) -> dict[str, Any]:
+    """A draft MedicationRequest (proposal) for an emergency suggestion of rules/cards.yaml: the
+    RxNorm clinical drug, the dose the cited source gives, once daily, the source in ``note``."""
+    med = spec["medication"]
+    resource: dict[str, Any] = {
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "proposal",
+        "priority": spec.get("priority", "routine"),
+        "medicationCodeableConcept": {
+            "coding": [{"system": med["system"], "code": med["code"], "display": med["display"]}],
+            "text": med["display"],
+        },
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "dosageInstruction": [
+            {
+                "text": spec["dosage_text"],
+                "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [
+                    {
+                        "doseQuantity": {
+                            "value": spec["dose_mg"],
+                            "unit": "mg",
+                            "system": "http://unitsofmeasure.org",
+                            "code": "mg",
+                        }
+                    }
+                ],
+            }
+        ],
+        "note": [{"text": f"Source: {source}"}],
+    }
+    if reasons:
+        resource["reasonReference"] = [{"reference": r} for r in reasons]
+    return resource

@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.db import feedback_items, issued_cards
+from service.db import feedback_items
 from service.errors import ApiError
 from service.ops import metrics
 from service.state import AppState
 
 from .definitions import SERVICES, ServiceDefinition
+from .feedback_limits import (
+    MAX_ACCEPTED_SUGGESTIONS,
+    MAX_FEEDBACK_BYTES,
+    MAX_FEEDBACK_ITEMS,
+    MAX_SUGGESTION_ID_CHARS,
+    MAX_USER_COMMENT_CHARS,
+)
 from .prefetch import PrefetchUnavailable
 from .request import parse_hook_request
-from .strict_json import parse_json_body
+from .strict_json import json_request_body
 
 log = logging.getLogger("spinecds.cds")
 bp = Blueprint("cds", __name__)
 FEEDBACK_RETRY_AFTER_S = 30  # seconds the EHR is asked to wait before resending feedback (503)
+_RETRY = {"Retry-After": str(FEEDBACK_RETRY_AFTER_S)}
 
 
 def _state() -> AppState:
@@ -39,28 +48,6 @@ def _service(service_id: str) -> ServiceDefinition:
     return service
 
 
-def _json_body() -> Any:
-    mimetype = request.mimetype or ""
-    if not (mimetype == "application/json" or mimetype.endswith("+json")):
-        raise ApiError(415, "send the request as application/json")
-    return parse_json_body(_body_bytes())
-
-
-def _body_bytes() -> bytes:
-    """The body, 413 above MAX_CONTENT_LENGTH also without Content-Length (chunked).
-
-    Werkzeug stops reading a length-less stream at the limit without an error, which would turn an
-    oversized chunked body into a truncated one (a misleading 400); one more byte tells them apart.
-    """
-    data = request.get_data(cache=True)
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if request.content_length is None and limit is not None and len(data) >= limit:
-        raw = request.environ.get("wsgi.input")
-        if raw is not None and raw.read(1):
-            raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
-    return data
-
-
 @bp.get("/cds-services")
 def discovery() -> Response:
     return jsonify({"services": [s.discovery() for s in SERVICES.values()]})
@@ -69,7 +56,7 @@ def discovery() -> Response:
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     service = _service(service_id)
-    hook_request = parse_hook_request(_json_body(), service)
+    hook_request = parse_hook_request(json_request_body(), service)
     state = _state()
     started = time.perf_counter()
     try:
@@ -97,48 +84,49 @@ def call_service(service_id: str) -> Response:
 
 
 def _record_cards(state: AppState, service: ServiceDefinition, hook_instance: str, cards: list[dict[str, Any]]) -> None:
-    if not cards:
+    if not cards or not state.schema.ensure():
+        if cards:
+            state.audit.missed("unreachable", len(cards), "database not reachable")
         return
     now = datetime.now(UTC)
-    rows = [
-        {
-            "card_uuid": card["uuid"],
-            "service_id": service.id,
-            "hook_instance": hook_instance,
-            "card_group": card["extension"]["org.spinecds.trace"]["card"],
-            "indicator": card["indicator"],
-            "rules": card["extension"]["org.spinecds.trace"]["rules"],
-            "rule_base": card["extension"]["org.spinecds.trace"]["ruleBase"],
-            "issued_at": now,
-        }
-        for card in cards
-    ]
-    try:
-        with state.db.begin() as conn:  # one executemany insert
-            conn.execute(insert(issued_cards), rows)
-    except SQLAlchemyError:
-        # cards are still valid advice; the audit row is lost and that is logged loudly
-        log.exception("could not record issued cards")
+    state.audit.record(
+        [
+            {
+                "card_uuid": card["uuid"],
+                "service_id": service.id,
+                "hook_instance": hook_instance,
+                "card_group": card["extension"]["org.spinecds.trace"]["card"],
+                "indicator": card["indicator"],
+                "rules": card["extension"]["org.spinecds.trace"]["rules"],
+                "rule_base": card["extension"]["org.spinecds.trace"]["ruleBase"],
+                "issued_at": now,
+            }
+            for card in cards
+        ]
+    )
 
 
 @bp.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
     service = _service(service_id)
-    items = _parse_feedback(_json_body())
+    items = _parse_feedback(json_request_body(MAX_FEEDBACK_BYTES))
     state = _state()
     rows = [_feedback_row(service.id, item) for item in items]
+    stored: list[str] = []  # outcomes of the items stored now
     try:
+        if not state.schema.ensure():
+            raise ApiError(503, "feedback could not be stored now; retry later", headers=_RETRY)
         with state.db.begin() as conn:
-            for row in rows:
+            for row in rows:  # an item sent twice in one request is found by the second check
                 if not _already_stored(conn, row):
                     conn.execute(insert(feedback_items).values(**row))
+                    stored.append(row["outcome"])
     except SQLAlchemyError as exc:
         log.error("feedback not stored: database unavailable (%s)", type(exc).__name__)
-        raise ApiError(
-            503, "feedback could not be stored now; retry later", headers={"Retry-After": str(FEEDBACK_RETRY_AFTER_S)}
-        ) from exc
-    metrics.feedback_stored(service.id, (item["outcome"] for item in items))
-    return jsonify({"stored": len(items)})
+        raise ApiError(503, "feedback could not be stored now; retry later", headers=_RETRY) from exc
+    metrics.feedback_stored(service.id, stored)
+    # honest counts: a resent item (the EHR lost the answer) is not stored twice, and says so
+    return jsonify({"stored": len(stored), "alreadyStored": len(rows) - len(stored)})
 
 
 def _feedback_row(service_id: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -177,11 +165,16 @@ def _already_stored(conn: Connection, row: dict[str, Any]) -> bool:
 def _parse_feedback(body: Any) -> list[dict[str, Any]]:
     if not isinstance(body, dict) or not isinstance(body.get("feedback"), list) or not body["feedback"]:
         raise ApiError(400, 'feedback body must be {"feedback": [ ... ]} with at least one item')
+    if len(body["feedback"]) > MAX_FEEDBACK_ITEMS:
+        raise ApiError(413, f"at most {MAX_FEEDBACK_ITEMS} feedback items per request; send the rest separately")
     problems: list[str] = []
     for i, item in enumerate(body["feedback"]):
         where = f"feedback[{i}]"
         if not isinstance(item, dict):
             problems.append(f"{where}: must be an object")
+            continue
+        if not _valid_unicode(item):
+            problems.append(f"{where}: contains text that is not valid Unicode (a lone surrogate such as \\ud800)")
             continue
         if not isinstance(item.get("card"), str) or not item["card"]:
             problems.append(f"{where}.card: required card uuid")
@@ -194,6 +187,10 @@ def _parse_feedback(body: Any) -> list[dict[str, Any]]:
             or not all(isinstance(s, dict) and isinstance(s.get("id"), str) for s in accepted)
         ):
             problems.append(f'{where}.acceptedSuggestions: must be an array of {{"id": suggestion uuid}}')
+        elif accepted is not None and len(accepted) > MAX_ACCEPTED_SUGGESTIONS:
+            problems.append(f"{where}.acceptedSuggestions: at most {MAX_ACCEPTED_SUGGESTIONS} suggestions")
+        elif accepted is not None and any(len(s["id"]) > MAX_SUGGESTION_ID_CHARS for s in accepted):
+            problems.append(f"{where}.acceptedSuggestions: ids of at most {MAX_SUGGESTION_ID_CHARS} characters")
         if outcome == "accepted" and not accepted:
             problems.append(f"{where}.acceptedSuggestions: required when outcome is accepted (cds-fb-2)")
         reason = item.get("overrideReason")
@@ -217,7 +214,7 @@ def _stored_text_problems(where: str, item: dict[str, Any]) -> list[str]:
     fields: list[tuple[str, Any, int | None]] = [(f"{where}.{k}", item.get(k), n) for k, n in _STORED_TEXT]
     reason = item.get("overrideReason")
     if isinstance(reason, dict):
-        fields.append((f"{where}.overrideReason.userComment", reason.get("userComment"), None))
+        fields.append((f"{where}.overrideReason.userComment", reason.get("userComment"), MAX_USER_COMMENT_CHARS))
         coding = reason.get("reason")
         if isinstance(coding, dict):
             fields += [(f"{where}.overrideReason.reason.{k}", coding.get(k), n) for k, n in _STORED_REASON]
@@ -230,6 +227,16 @@ def _stored_text_problems(where: str, item: dict[str, Any]) -> list[str]:
         if "\x00" in value:
             problems.append(f"{name}: must not contain NUL characters")
     return problems
+
+
+def _valid_unicode(value: Any) -> bool:
+    """No string in ``value`` (keys included) holds a lone surrogate, which JSON escapes can carry but no
+    database encoding can store (it would fail as a 500 that the EHR retries forever)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _override_problems(where: str, reason: Any) -> list[str]:

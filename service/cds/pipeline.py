@@ -60,7 +60,9 @@ class Pipeline:
         available = frozenset(cat for cat, keys in CATEGORIES.items() if all(k in prefetch.complete for k in keys))
         inp = ExtractionInput(
             vocab=self.vocab,
-            resources=prefetch.pool.by_type,
+            # in id order, not arrival order: every list a fact is built from (its references, its note) is
+            # then the same however the EHR ordered its Bundles
+            resources={t: sorted(items, key=lambda r: str(r.get("id"))) for t, items in prefetch.pool.by_type.items()},
             available=available,
             thresholds={k: float(v["value"]) for k, v in self.base.thresholds.items()},
             now=self.clock(),
@@ -98,9 +100,9 @@ def read_by_rules(vocab: Vocabulary) -> Callable[[str, Mapping[str, Any]], bool]
     with_prefixes = {system: [vs for vs in sets if system in vs.prefixes] for vs in sets for system in vs.prefixes}
 
     def known(concept: Any) -> bool:  # vocabulary.codings inlined: this runs for every Observation
-        coding = concept.get("coding") if isinstance(concept, Mapping) else None
-        for c in coding if isinstance(coding, list) else ():
-            if not isinstance(c, Mapping):
+        coding = concept.get("coding") if type(concept) is dict or isinstance(concept, Mapping) else None
+        for c in coding if type(coding) is list else ():
+            if type(c) is not dict and not isinstance(c, Mapping):
                 continue
             system, code = c.get("system"), c.get("code")
             if system == LOCAL_SYSTEM or (system, code) in exact:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.facts.fhirdata import finite_number
 from service.facts.vocabulary import Vocabulary, codings
 
 Resource = Mapping[str, Any]
@@ -57,6 +58,14 @@ class Assessment:
         return not self.issues
 
 
+# Choice types a profile excludes (its base does: mCODE's effective[x] has no instant, its course summary's
+# performed[x] is a Period; our scores are integers) but the fact extractor still reads
+# (service/facts/fhirdata.py observation_time, resource_time, numeric_value). validate reports them as
+# profile findings and says so, rather than claiming the fact is lost.
+READ_ANYWAY = frozenset({"effectiveInstant", "performedDateTime", "valueQuantity"})
+READ_ANYWAY_NOTE = "spinecds still reads it, other FHIR validators reject it against this profile"
+
+
 def _valueset_id(binding: Mapping[str, Any] | None) -> str | None:
     if not binding or binding.get("strength") != "required":
         return None
@@ -67,6 +76,8 @@ def load_profiles(directory: str | Path) -> list[Profile]:
     profiles = []
     for path in sorted(Path(directory).glob("StructureDefinition-*.json")):
         sd = json.loads(path.read_text(encoding="utf-8"))
+        if sd.get("kind") != "resource":
+            continue  # extensions (verification-status) constrain no resource the service reads
         rtype = sd["type"]
         elements = sd["differential"]["element"]
         root = next(e for e in elements if e["path"] == rtype)
@@ -197,8 +208,11 @@ class ProfileSet:
                 suffix = key[len(rule.name) - 3 :]
                 if suffix[:1].lower() + suffix[1:] not in rule.types and suffix not in rule.types:
                     allowed = ", ".join(rule.types)
-                    result.issues.append(f"{profile.noun}: {key} is not one of {allowed}{why}")
-                    continue
+                    lenient = key in READ_ANYWAY
+                    note = f": {READ_ANYWAY_NOTE}" if lenient else why
+                    result.issues.append(f"{profile.noun}: {key} is not one of {allowed}{note}")
+                    if not lenient:
+                        continue
             coded = not rule.name.endswith("[x]") or key.endswith(("CodeableConcept", "Coding"))
             if rule.valueset and coded:
                 vs = self.vocab.valueset(rule.valueset)
@@ -219,7 +233,7 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        return finite_number(value)  # 10**400 is no number (float() would raise OverflowError)
     if isinstance(value, Mapping) and isinstance(value.get("value"), int | float):
-        return float(value["value"])
+        return finite_number(value["value"])
     return None

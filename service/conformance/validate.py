@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.conformance import base_r4
 from service.conformance.profiles import ProfileSet
 from service.conformance.systems import system_findings
-from service.fhir.pool import RULE_TYPES, ResourcePool
+from service.fhir.pool import RULE_TYPES, ResourcePool, r4b_problem
 
 
 class InputError(ValueError):
@@ -107,6 +106,8 @@ def intake_refusal(resource: dict[str, Any]) -> str | None:
 
 
 def validate_resources(resources: list[dict[str, Any]], profiles: ProfileSet) -> list[ResourceReport]:
+    from service.conformance import base_r4  # jsonschema, fhirpathpy: not at the service's start
+
     reports = []
     for resource in resources:
         report = ResourceReport(f"{resource.get('resourceType')}/{resource.get('id', '?')}")
@@ -114,6 +115,8 @@ def validate_resources(resources: list[dict[str, Any]], profiles: ProfileSet) ->
         refusal = intake_refusal(resource)
         if refusal is not None:
             report.findings.append(f"the service skips this resource: {refusal}")
+        elif (r4b := r4b_problem(resource)) is not None:
+            report.findings.append(f"R4B model: {r4b}")
         report.findings.extend(system_findings(resource))
         valid = not report.findings
         for assessment in profiles.assess(resource):

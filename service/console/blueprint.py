@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
+import orjson
+from flask import Blueprint, Response, current_app, jsonify, send_from_directory
 
+from service.cds.strict_json import json_request_body
 from service.errors import ApiError
 from service.offline.catalogue import rule_catalogue
 from service.offline.inputs import BadInput, subjects_from_json
@@ -72,13 +74,53 @@ def sample_request(sample_id: str) -> Response:
 @bp.post("/api/requests")
 def requests_from_data() -> Response:
     """A pasted FHIR Bundle, case file or CDS Hooks request -> the CDS Hooks request(s) to send."""
-    body = request.get_json(silent=True)
+    body = json_request_body()  # the limits of the CDS endpoints: size, depth, strict JSON
     if not isinstance(body, dict) or "data" not in body:
         raise ApiError(400, 'send {"data": <FHIR Bundle or CDS Hooks request>, "hook": "patient-view"}')
     hook = body.get("hook", "patient-view")
     if not isinstance(hook, str):
         raise ApiError(400, "hook: must be a string")
-    return jsonify(_requests_for(body["data"], hook, "pasted data"))
+    patients = _patient_count(body["data"])
+    if patients > MAX_TRY_IT_PATIENTS:
+        raise ApiError(
+            413,
+            f"pasted data hold {patients} patients; the console builds requests for at most "
+            f"{MAX_TRY_IT_PATIENTS} (use `spinecds evaluate` for a whole export)",
+        )
+    return _bounded_json(_requests_for(body["data"], hook, "pasted data"))
+
+
+# The try-it API turns one pasted record into the requests an EHR would send: a handful of patients.
+# Each answer is bounded like the request it stands for (SPINECDS_MAX_REQUEST_BYTES in total), so a
+# small body naming many patients, or orders shared by all, cannot be amplified into a huge answer.
+MAX_TRY_IT_PATIENTS = 20
+
+
+def _patient_count(data: Any) -> int:
+    """Patients in a pasted Bundle or case file, counted before any request is built."""
+    if not isinstance(data, dict):
+        return 0
+    if data.get("resourceType") == "Bundle" and isinstance(data.get("entry"), list):
+        items = [e.get("resource") for e in data["entry"] if isinstance(e, dict)]
+    elif isinstance(data.get("resources"), list):
+        items = data["resources"]
+    else:
+        return 0
+    return sum(1 for r in items if isinstance(r, dict) and r.get("resourceType") == "Patient")
+
+
+def _bounded_json(answer: dict[str, Any]) -> Response:
+    """``answer`` as JSON, 413 as soon as its requests add up to more than SPINECDS_MAX_REQUEST_BYTES."""
+    limit = int(current_app.config["MAX_CONTENT_LENGTH"])
+    parts: list[bytes] = []
+    size = 0
+    for item in answer["requests"]:
+        part = orjson.dumps(item)
+        size += len(part)
+        if size > limit:
+            raise ApiError(413, f"the requests built from the pasted data exceed the request limit of {limit} bytes")
+        parts.append(part)
+    return Response(b'{"requests":[' + b",".join(parts) + b"]}", mimetype="application/json")
 
 
 def _requests_for(data: Any, hook: str, label: str) -> dict[str, Any]:

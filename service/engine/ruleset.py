@@ -127,6 +127,9 @@ class RuleBase:
     digest: str
     draft_suggestions: dict[str, dict[str, Any]] = field(default_factory=dict)
     facts: dict[str, schema.FactSpec] = field(default_factory=dict)
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # cards.yaml: what a clinician sees
+    references: dict[str, dict[str, Any]] = field(default_factory=dict)  # cards.yaml: cited works by key
+    withhold: dict[str, list[str]] = field(default_factory=dict)  # cards.yaml: a fired rule withholds others
 
     def by_id(self, rule_id: str) -> list[Rule]:
         return [r for r in self.rules if r.id == rule_id]
@@ -274,6 +277,9 @@ class _Loader:
             hashlib.sha256("\n".join(self.texts[k] for k in sorted(self.texts)).encode()).hexdigest()[:12],
             cards.get("draft_suggestions", {}),
             facts,
+            cards.get("decisions", {}),
+            cards.get("references", {}),
+            {k: list(v) for k, v in (cards.get("withhold") or {}).items()},
         )
         self.check_facts(base)
         self.check_cards(base)
@@ -331,6 +337,13 @@ class _Loader:
             for i, target in enumerate(group.get("suppresses", [])):
                 if target not in base.cards:
                     self.problem("cards.yaml", ("cards", name, "suppresses", i), f"no card group {target!r}")
+            for key in ("decision", "needs_data_to"):
+                if key in group and group[key] not in base.decisions:
+                    self.problem("cards.yaml", ("cards", name, key), f"unknown decision {group[key]!r}")
+        for rid, withheld in base.withhold.items():
+            for i, target in enumerate([rid, *withheld]):
+                if target not in ids:
+                    self.problem("cards.yaml", ("withhold", rid) + ((i - 1,) if i else ()), f"no rule {target}")
 
     def check_rule(self, base: RuleBase, rule: Rule, spec: schema.RuleSpec, at: tuple[str | int, ...]) -> None:
         file = rule.file

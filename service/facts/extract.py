@@ -51,7 +51,7 @@ class ExtractionInput:
     surgical_backup: str = "unknown"
     _vcf_levels: dict[str, list[str]] | None = field(default=None, init=False, repr=False)
     _observations: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
-    _by_local_code: dict[str, list[dict[str, Any]]] | None = field(default=None, init=False, repr=False)
+    _indexes: dict[str, dict[tuple[str, str], list[int]]] = field(default_factory=dict, init=False, repr=False)
 
     def of(self, rtype: str) -> list[dict[str, Any]]:
         return self.resources.get(rtype, [])
@@ -73,15 +73,39 @@ class ExtractionInput:
         return self._observations
 
     def observations_with_local_code(self, code: str) -> list[dict[str, Any]]:
-        if self._by_local_code is None:
-            index: dict[str, list[dict[str, Any]]] = {}
-            for o in self.counted_observations():
-                codes = {c["code"] for c in codings(o.get("code")) if c.get("system") == LOCAL_SYSTEM}
-                for code in codes:
-                    if isinstance(code, str):
-                        index.setdefault(code, []).append(o)
-            self._by_local_code = index
-        return self._by_local_code.get(code, [])
+        return self._at(self._coding_index("code").get((LOCAL_SYSTEM, code), []))
+
+    def observations_in(self, vs_id: str, element: str = "code") -> list[dict[str, Any]]:
+        """Counting observations whose ``element`` has a coding in the ValueSet, latest first: the same list as
+        ``observations(inp, lambda o: inp.vocab.concept_in(vs_id, o.get(element)))``, from an index of the
+        observations by coding built once per request (each distinct coding is looked up once per ValueSet)."""
+        return self._at(self._positions_in(vs_id, element))
+
+    def _positions_in(self, vs_id: str, element: str) -> list[int]:
+        self.vocab.used.add(vs_id)
+        vs = self.vocab.valueset(vs_id)
+        found: set[int] = set()
+        for (system, code), positions in self._coding_index(element).items():
+            if vs.contains(system, code):
+                found.update(positions)
+        return sorted(found)
+
+    def _at(self, positions: Iterable[int]) -> list[dict[str, Any]]:
+        counted = self.counted_observations()
+        return [counted[i] for i in positions]
+
+    def _coding_index(self, element: str) -> dict[tuple[str, str], list[int]]:
+        """(system, code) of ``element`` -> positions in counted_observations(), ascending; computed once."""
+        index = self._indexes.get(element)
+        if index is None:
+            index = {}
+            for i, o in enumerate(self.counted_observations()):
+                keys = {(c.get("system"), c.get("code")) for c in codings(o.get(element))}
+                for system, code in keys:
+                    if isinstance(system, str) and isinstance(code, str):
+                        index.setdefault((system, code), []).append(i)
+            self._indexes[element] = index
+        return index
 
 
 Extractor = Callable[[ExtractionInput], list[Fact]]
@@ -129,6 +153,15 @@ def observations(inp: ExtractionInput, match: Callable[[Resource], bool]) -> lis
     return [o for o in inp.counted_observations() if match(o)]
 
 
+def _shown(value: Any) -> str:
+    """A value as a clinician reads it in a note: yes/no, no float noise (8.0 -> 8, 1.380897 -> 1.38)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.3g}"
+    return str(value)
+
+
 def latest(
     inp: ExtractionInput,
     fid: str,
@@ -145,7 +178,7 @@ def latest(
         return unknown(fid, f"no {label} documented", level=level)
     o, v = usable[0]
     when = fd.observation_time(o)
-    note = f"{label} {v} ({when.date().isoformat() if when else 'undated'})"
+    note = f"{label} {_shown(v)} ({f'{when.day} {when:%b %Y}' if when else 'undated'})"  # 29 May 2026
     if len(usable) > 1:
         note += f"; latest of {len(usable)}"
     if window is not None:
@@ -442,7 +475,8 @@ def acuity(inp: ExtractionInput, lvl: str, *, single: bool) -> Fact:
         return "acute" if flag else "chronic"
 
     codes = ("vcf-acuity", "stir-hyperintense-vertebra", "bone-scan-uptake-acute")
-    obs = observations(inp, lambda o: at_level(o) and any(fd.has_local_code(o, c) for c in codes))
+    coded = sorted({i for c in codes for i in inp._coding_index("code").get((LOCAL_SYSTEM, c), [])})
+    obs = [o for o in inp._at(coded) if at_level(o)]
     fact = latest(inp, "F-ACUTE", obs, "imaging.window_days", value, f"fracture acuity at {lvl}", level=lvl)
     if fact.known and fact.refs:
         basis = next(o for o in obs if fd.ref(o) == fact.refs[0])
@@ -539,7 +573,7 @@ def sins(inp: ExtractionInput) -> list[Fact]:
 
 @extractor("F-PAIN")
 def pain(inp: ExtractionInput) -> list[Fact]:
-    obs = observations(inp, lambda o: inp.vocab.concept_in("pain-severity", o.get("code")))
+    obs = inp.observations_in("pain-severity")
     return [latest(inp, "F-PAIN", obs, "pain.window_days", fd.numeric_value, "pain NRS")]
 
 
@@ -587,6 +621,15 @@ def imaging_reports(inp: ExtractionInput) -> list[dict[str, Any]]:
     return [r for r in inp.of("DiagnosticReport") + inp.of("ImagingStudy") if r.get("status") in REPORT_STATUSES]
 
 
+def finding_observations(inp: ExtractionInput, vs_id: str) -> list[dict[str, Any]]:
+    """Counting finding Observations, latest first, whose ``valueCodeableConcept`` is in ``vs_id``, or whose
+    ``code`` is and whose value is not ``false`` (a negated finding does not count)."""
+    counted = inp.counted_observations()
+    by_value = set(inp._positions_in(vs_id, "valueCodeableConcept"))
+    by_code = {i for i in inp._positions_in(vs_id, "code") if fd.boolean_value(counted[i]) is not False}
+    return inp._at(sorted(by_value | by_code))
+
+
 def imaging_findings(inp: ExtractionInput, vs_id: str) -> list[dict[str, Any]]:
     """Imaging conclusions within imaging.window_days coded in ``vs_id``, latest first.
 
@@ -600,11 +643,7 @@ def imaging_findings(inp: ExtractionInput, vs_id: str) -> list[dict[str, Any]]:
             inp.vocab.concept_in(vs_id, c) for c in r.get("conclusionCode") or []
         ):
             found.append(r)
-    for o in inp.counted_observations():
-        if inp.vocab.concept_in(vs_id, o.get("valueCodeableConcept")) or (
-            inp.vocab.concept_in(vs_id, o.get("code")) and fd.boolean_value(o) is not False
-        ):
-            found.append(o)
+    found += finding_observations(inp, vs_id)
     dated = [(r, fd.resource_time(r)) for r in found]
     recent = [(r, t) for r, t in dated if t is not None and inp.now - t <= window]
     recent.sort(key=lambda rt: (rt[1], str(rt[0].get("id"))), reverse=True)
@@ -658,13 +697,7 @@ def neuro_deficit(inp: ExtractionInput) -> list[Fact]:
     no date or no exam is recorded.
     """
     exam = local_bool(inp, "F-NEURO-DEFICIT", "neuro-deficit", "neurological deficit", "imaging.window_days")
-    findings = observations(
-        inp,
-        lambda o: (
-            inp.vocab.concept_in("neuro-deficit", o.get("valueCodeableConcept"))
-            or (inp.vocab.concept_in("neuro-deficit", o.get("code")) and fd.boolean_value(o) is not False)
-        ),
-    )
+    findings = finding_observations(inp, "neuro-deficit")
     recent = inp.days("imaging.window_days")  # a finding is an observation at a time, like the exam
     findings = [o for o in findings if (t := fd.observation_time(o)) is not None and inp.now - t <= recent]
     coded = sorted(conditions_in(inp, "neuro-deficit") + findings, key=fd.ref)
@@ -741,7 +774,7 @@ def coagulation(inp: ExtractionInput) -> list[Fact]:
     w = "lab.window_days"
 
     def lab(vs_id: str) -> list[dict[str, Any]]:
-        return observations(inp, lambda o: inp.vocab.concept_in(vs_id, o.get("code")))
+        return inp.observations_in(vs_id)
 
     return [
         condition_fact(inp, "F-COAG-DX", "coagulopathy", "coagulopathy/thrombocytopenia"),
@@ -814,7 +847,7 @@ def backup(inp: ExtractionInput) -> list[Fact]:
 @extractor("F-ECOG", "F-KPS", "F-LE", "F-TOK-TOTAL")
 def performance(inp: ExtractionInput) -> list[Fact]:
     def coded(vs_id: str) -> list[dict[str, Any]]:
-        return observations(inp, lambda o: inp.vocab.concept_in(vs_id, o.get("code")))
+        return inp.observations_in(vs_id)
 
     items = [latest(inp, "F-TOK-TOTAL", local_obs(inp, c), None, fd.numeric_value, c) for c in TOKUHASHI_ITEMS]
     total = latest(
@@ -927,7 +960,7 @@ def pain_after_rt(inp: ExtractionInput, courses: list[dict[str, Any]]) -> Fact:
     """Pain persisting or recurring after RT: the latest dated pain score at/after a course ended, at a treated
     level or without a level; else the local clinician flag."""
     flag = local_bool(inp, "F-PAIN-PERSIST-AFTER-RT", "pain-persistent-after-rt", "pain persistent/recurrent after RT")
-    scores = observations(inp, lambda o: inp.vocab.concept_in("pain-severity", o.get("code")))
+    scores = inp.observations_in("pain-severity")
     for course in courses:
         ended = fd.resource_time(course)
         treated = set(levels_of(inp, course))

@@ -1,9 +1,11 @@
 """Fetching what the prefetch did not carry from the EHR's FHIR server.
 
 Bounded in every direction: connect/read timeouts, a deadline for the whole call, a byte limit per
-response, a page limit, every URL we ask for (queries, ``next`` links) only under ``fhirServer``'s
-base path on its origin (no dot segments, also not percent-encoded ones), the server's own redirects
-followed only within that origin (at most ``MAX_REDIRECTS``), and every URL checked against the allowlist
+response and one for everything the call reads (all pages of all keys: ``max_total_bytes``, so twenty
+pages just under the per-response limit cannot add up to gigabytes in a worker), a nesting limit, a
+page limit, every URL we ask for (queries, ``next`` links) only under ``fhirServer``'s base path on
+its origin (no dot segments, also not percent-encoded ones), the server's own redirects followed
+only within that origin (at most ``MAX_REDIRECTS``), and every URL checked against the allowlist
 (``service.fhir.allowlist``). The access token is sent only to ``fhirServer``'s origin and never
 logged; proxies and ``.netrc`` of the environment are not used (``trust_env`` off; a CA bundle
 may be named with ``REQUESTS_CA_BUNDLE``).
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +23,7 @@ from urllib.parse import unquote, urljoin, urlparse
 
 import requests
 
+from service.cds.strict_json import MAX_JSON_DEPTH, nesting_depth
 from service.fhir.allowlist import FhirServerAllowlist
 from service.http_limits import ResponseTooLarge, outgoing_session, read_limited
 
@@ -45,6 +49,7 @@ class FetchLimits:
     max_pages: int
     max_bytes: int
     total_timeout: float = 30.0  # seconds for everything one hook call fetches
+    max_total_bytes: int = 40_000_000  # bytes of every response one hook call reads, all pages and keys
     allowlist: FhirServerAllowlist = field(default_factory=FhirServerAllowlist)  # empty: nothing is fetched
 
 
@@ -61,6 +66,8 @@ class FhirClient:
         self._token = token
         self._limits = limits
         self._deadline = time.monotonic() + limits.total_timeout
+        self._bytes_left = limits.max_total_bytes
+        self._bytes_lock = threading.Lock()
         self._session = session or outgoing_session()
 
     def _check(self, url: str, *, under_base: bool = True) -> None:
@@ -84,6 +91,14 @@ class FhirClient:
             raise FetchError("FHIR fetches took longer than the configured total time")
         return remaining
 
+    def _spend(self, size: int) -> None:
+        """Count ``size`` bytes against the call's total, shared by the keys fetched in parallel."""
+        with self._bytes_lock:
+            self._bytes_left -= size
+            over = self._bytes_left < 0 or (size == 0 and self._bytes_left == 0)
+        if over:
+            raise FetchError("FHIR responses to this call larger in total than the configured limit")
+
     def get_json(self, url: str) -> dict[str, Any]:
         headers = {"Accept": "application/fhir+json, application/json"}
         if self._token:
@@ -91,6 +106,7 @@ class FhirClient:
         try:
             for hop in range(MAX_REDIRECTS + 1):
                 self._check(url, under_base=hop == 0)  # before the token goes anywhere
+                self._spend(0)  # the total is spent already: no further request
                 remaining = self._remaining()
                 with self._session.get(
                     url,
@@ -105,7 +121,9 @@ class FhirClient:
                     if resp.status_code != 200:
                         raise FetchError(f"FHIR server answered HTTP {resp.status_code}")
                     # a server trickling bytes is cut off at the deadline
-                    body = read_limited(resp, self._limits.max_bytes, between_reads=self._remaining)
+                    body = read_limited(
+                        resp, self._limits.max_bytes, between_reads=self._remaining, on_chunk=self._spend
+                    )
                     break
             else:
                 raise FetchError(f"more than {MAX_REDIRECTS} redirects")
@@ -158,9 +176,13 @@ class FhirClient:
 
 
 def _resource(body: bytes) -> dict[str, Any]:
+    # nesting is measured before parsing (C-level passes over the bytes): JSON nested 100,000 deep
+    # would otherwise end in a RecursionError here or in any later consumer
+    if nesting_depth(body) > MAX_JSON_DEPTH:
+        raise FetchError(f"FHIR server sent JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         data = json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise FetchError("FHIR server sent something that is not JSON") from exc
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
         raise FetchError("FHIR server sent JSON that is not a FHIR resource")

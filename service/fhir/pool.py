@@ -3,10 +3,12 @@
 EHRs send FHIR 4.0.1. fhir.resources 8.x parses R5 by default and has no R4 package; its R4B
 (4.3.0) models accept R4 JSON for every resource type we read (R5 rejects legal R4 such as a
 Condition without clinicalStatus or MedicationRequest.medicationCodeableConcept). So we validate
-with ``fhir.resources.R4B``. Validation costs 130-600 µs per resource, so only resources whose
-type the rules read are validated; the rest are counted and skipped. A pool may also be given a
-``relevant`` test (the pipeline passes one that keeps only Observations, DiagnosticReports and
-ImagingStudies whose code some ValueSet or the local CodeSystem holds, the only ones the fact
+with ``fhir.resources.R4B`` where a resource is validated in full (``spinecds validate``,
+``r4b_problem``). The service's intake checks only the elements the fact extractor reads
+(``service.fhir.readable``: R4 datatype rules, a few µs per resource instead of the model's
+130-600 µs), and only for resources whose type the rules read; the rest are counted and skipped.
+A pool may also be given a ``relevant`` test (the pipeline passes one that keeps only Observations,
+DiagnosticReports and ImagingStudies whose code some ValueSet or the local CodeSystem holds, the only ones the fact
 extractor reads): a chart's thousands of other Observations are then counted, not validated.
 What was skipped, and why, is recorded (without patient data) and reported in the response trace.
 
@@ -30,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from . import readable
 
 RULE_TYPES: dict[str, str] = {
     "Patient": "patient",
@@ -59,10 +61,18 @@ def model_for(resource_type: str) -> Any:
     return cls
 
 
-def preload_models() -> None:
-    """Import the R4B model classes at start so the first request does not pay for it."""
-    for name in RULE_TYPES:
-        model_for(name)
+def r4b_problem(resource: Mapping[str, Any]) -> str | None:
+    """Full R4B model validation of a resource of a type the rules read (``spinecds validate``), or None."""
+    rtype = resource.get("resourceType")
+    if rtype not in RULE_TYPES:
+        return None
+    from pydantic import ValidationError  # not at import: the service's intake never loads the models
+
+    try:
+        model_for(str(rtype)).model_validate(resource)
+    except (ValidationError, ValueError, TypeError) as exc:
+        return f"{rtype} is not valid R4B: {_first_error(exc)}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,7 @@ class ResourcePool:
     other_patient: int = 0
     _seen: set[tuple[str, str]] = field(default_factory=set)
     _full_urls: dict[str, tuple[str, str]] = field(default_factory=dict)  # fullUrl -> (type, id)
+    _patient_refs: dict[str, bool] = field(default_factory=dict)  # reference -> references_patient()
 
     def of(self, resource_type: str) -> list[dict[str, Any]]:
         return self.by_type.get(resource_type, [])
@@ -143,7 +154,10 @@ class ResourcePool:
     def add_payload(self, payload: Any, where: str) -> Intake:
         """Add a prefetch value or fetched page: a resource, a Bundle, or an OperationOutcome."""
         intake = Intake()
+        known_urls = len(self._full_urls)
         self._remember_full_urls(payload)
+        if len(self._full_urls) != known_urls:
+            self._patient_refs.clear()  # a new fullUrl may resolve a reference differently
         for index, resource in _iter_resources(payload):
             self._add(resource, f"{where}[{index}]" if index is not None else where, intake)
         return intake
@@ -162,7 +176,7 @@ class ResourcePool:
                     self._full_urls.setdefault(url, (rtype, rid))
 
     def _add(self, resource: Any, where: str, intake: Intake) -> None:
-        if not isinstance(resource, Mapping):
+        if type(resource) is not dict and not isinstance(resource, Mapping):  # the type test first: faster
             self.skipped.append(Skipped(where, "not a JSON object"))
             intake.skipped["unreadable entry"] += 1
             return
@@ -189,10 +203,9 @@ class ResourcePool:
         if self.relevant is not None and not self.relevant(rtype, resource):
             self.irrelevant[rtype] += 1  # no rule reads it: not worth its validation
             return
-        try:
-            model_for(rtype).model_validate(resource)
-        except (ValidationError, ValueError, TypeError) as exc:
-            self.skipped.append(Skipped(where, f"{rtype} failed R4 validation: {_first_error(exc)}"))
+        problem = readable.problem(rtype, resource)
+        if problem is not None:
+            self.skipped.append(Skipped(where, f"{rtype} failed R4 validation: {problem}"))
             intake.skipped[rtype] += 1
             return
         if rid is not None:
@@ -207,8 +220,13 @@ class ResourcePool:
         if element is None:
             return True  # not patient data (a Medication, a Practitioner)
         ref = resource.get(element)
-        text = ref.get("reference") if isinstance(ref, Mapping) else None
-        return isinstance(text, str) and self.references_patient(text)  # none: not shown to be this patient's
+        text = ref.get("reference") if type(ref) is dict or isinstance(ref, Mapping) else None
+        if not isinstance(text, str):
+            return False  # none: not shown to be this patient's
+        known = self._patient_refs.get(text)
+        if known is None:  # a chart repeats one or two reference strings thousands of times
+            known = self._patient_refs[text] = self.references_patient(text)
+        return known
 
     def references_patient(self, reference: str) -> bool:
         """Whether a reference string points at the context patient (see the module docstring)."""
@@ -247,8 +265,9 @@ def _iter_resources(payload: Any) -> Iterator[tuple[int | None, Any]]:
 
 
 def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        errors = exc.errors()
+    errors_of = getattr(exc, "errors", None)  # a pydantic ValidationError
+    if callable(errors_of):
+        errors = errors_of()
         if errors:
             loc = ".".join(str(p) for p in errors[0].get("loc", ()))
             return f"{loc}: {errors[0].get('type', 'invalid')}"

@@ -1,5 +1,7 @@
 """A read-only FHIR R4 REST surface: ``GET /fhir/metadata`` (CapabilityStatement),
-``GET /fhir/PlanDefinition`` (searchset Bundle) and ``GET /fhir/PlanDefinition/{id}``.
+``GET /fhir/PlanDefinition`` (searchset Bundle), ``GET /fhir/PlanDefinition/{id}`` and
+``GET /fhir/CodeSystem/override-reason`` (the codes of every card's overrideReasons, from the loaded rule base;
+the same resource is in the FHIR package, fhir_profiles/).
 
 Only JSON is served. A client that asks for another format (``_format=xml``, ``Accept:
 application/fhir+xml``) gets 406 Not Acceptable, as the FHIR RESTful API requires, never JSON with 200.
@@ -15,6 +17,7 @@ from flask import Blueprint, Response, current_app, request
 
 from service import __version__
 from service.errors import ApiError
+from service.fhir_api.codesystems import OVERRIDE_REASON_ID, override_reason_codesystem
 from service.fhir_api.plandefinition import plan_definitions
 from service.state import AppState
 
@@ -82,7 +85,13 @@ def metadata() -> Response:
                             "type": "PlanDefinition",
                             "interaction": [{"code": "read"}, {"code": "search-type"}],
                             "searchParam": search_params,
-                        }
+                        },
+                        {
+                            "type": "CodeSystem",
+                            "interaction": [{"code": "read"}],
+                            "documentation": "CodeSystem/override-reason: the reasons a clinician can give when "
+                            "overriding a card (Card.overrideReasons).",
+                        },
                     ],
                 }
             ],
@@ -128,3 +137,11 @@ def read(plan_id: str) -> Response:
     if found is None:
         raise ApiError(404, f"PlanDefinition/{plan_id} not found")
     return _fhir(found)
+
+
+@bp.get("/CodeSystem/<cs_id>")
+def read_codesystem(cs_id: str) -> Response:
+    if cs_id != OVERRIDE_REASON_ID:
+        raise ApiError(404, f"CodeSystem/{cs_id[:64]} not found")
+    state: AppState = current_app.extensions["spinecds"]
+    return _fhir(override_reason_codesystem(state.pipeline.base.override_reasons))

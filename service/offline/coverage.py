@@ -2,7 +2,7 @@
 
 Reads Bundles, NDJSON exports (a file or a folder of ``*.ndjson``), patient case files and CDS Hooks
 requests, and reports per resource type: how many carry a code some ValueSet holds (per ValueSet, with
-the facts that read it, from fhir_profiles/index.json), how many carry only codes no ValueSet contains
+the facts that read it, from valueset_facts.json beside this module), how many carry only codes no ValueSet contains
 (counted by code system, with the most frequent codes), medication references that cannot be resolved,
 and lab values whose unit cannot be converted into the threshold's unit. Codes are shown, never patient
 data. docs/terminology.md says how to read the report.
@@ -35,6 +35,7 @@ CODED_ELEMENTS: dict[str, tuple[str, ...]] = {
     "MedicationRequest": (),  # the drug: medicationCodeableConcept or the referenced Medication.code
     "MedicationStatement": (),
 }
+VALUESET_FACTS = Path(__file__).resolve().parent / "valueset_facts.json"
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
 SYSTEM_NAMES = {
     "http://snomed.info/sct": "SNOMED CT",
@@ -250,15 +251,16 @@ def _ndjson(file: Path) -> Iterator[Mapping[str, Any]]:
                 raise BadInput(f"{file}:{number}: not a FHIR resource")
 
 
-def facts_by_valueset(profiles_dir: Path) -> dict[str, list[str]]:
-    index = json.loads((profiles_dir / "index.json").read_text(encoding="utf-8"))
-    return {str(v["id"]): list(v.get("facts", [])) for v in index.get("valueSets", [])}
+def facts_by_valueset() -> dict[str, list[str]]:
+    """ValueSet id -> the RULE-CATALOGUE section 5.2 facts that read it (valueset_facts.json beside this module)."""
+    doc = json.loads(VALUESET_FACTS.read_text(encoding="utf-8"))
+    return {str(vid): list(facts) for vid, facts in doc["valueSets"].items()}
 
 
 def run(paths: list[Path], profiles_dir: Path, *, as_json: bool, top: int = 10) -> tuple[int, str | None, list[str]]:
     """(exit code, report or None when nothing was readable, problems): exit 0 when every input was read,
     2 when some input is unreadable (the report covers the rest)."""
-    coverage = Coverage(Vocabulary.load(profiles_dir), facts_by_valueset(profiles_dir))
+    coverage = Coverage(Vocabulary.load(profiles_dir), facts_by_valueset())
     problems = []
     for path in iter_paths(paths):
         try:

@@ -33,6 +33,7 @@ def build_pipeline(settings: Settings, clock: Callable[[], datetime] | None = No
         settings.fhir_read_timeout,
         settings.fhir_max_pages,
         settings.fhir_max_response_bytes,
+        max_total_bytes=settings.fhir_max_total_bytes,
     )
     return Pipeline(
         Engine(base),

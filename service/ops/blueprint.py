@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -12,9 +12,11 @@ from service.engine.ruleset import Rule
 from service.errors import ApiError
 from service.migrations import schema_problem
 from service.ops.metrics import exposition
+from service.ops.rule_pages import index_page, rule_page, wants_html
 from service.state import AppState
 
 bp = Blueprint("ops", __name__)
+READY_RETRY_AFTER_S = "5"
 
 
 def _state() -> AppState:
@@ -36,14 +38,17 @@ def metrics() -> Response:
 @bp.get("/health/ready")
 def ready() -> Response:
     state = _state()
+    retry = {"Retry-After": READY_RETRY_AFTER_S}
+    if not state.schema.ensure():
+        raise ApiError(503, "database not reachable", headers=retry)
     try:
         with state.db.connect() as conn:
             conn.execute(text("SELECT 1"))
             schema = schema_problem(conn)
     except SQLAlchemyError as exc:
-        raise ApiError(503, "database not reachable") from exc
+        raise ApiError(503, "database not reachable", headers=retry) from exc
     if schema:
-        raise ApiError(503, schema)
+        raise ApiError(503, schema, headers=retry)
     return jsonify(
         {"status": "ready", "rules": len(state.pipeline.base.rule_ids), "ruleBase": state.pipeline.base.digest}
     )
@@ -66,7 +71,11 @@ def rule_reference(rules: list[Rule]) -> dict[str, Any]:
 @bp.get("/rules")
 def rules_index() -> Response:
     base = _state().pipeline.base
-    return jsonify({"ruleBase": base.digest, "rules": [rule_reference(base.by_id(rid)) for rid in base.rule_ids]})
+    if wants_html(request):
+        return _html(index_page(base, request.script_root + "/rules"))
+    response = jsonify({"ruleBase": base.digest, "rules": [rule_reference(base.by_id(rid)) for rid in base.rule_ids]})
+    response.vary.add("Accept")
+    return response
 
 
 @bp.get("/rules/<rule_id>")
@@ -74,4 +83,14 @@ def rule_detail(rule_id: str) -> Response:
     rules = _state().pipeline.base.by_id(rule_id)
     if not rules:
         raise ApiError(404, f"no rule {rule_id!r}")
-    return jsonify(rule_reference(rules))
+    if wants_html(request):
+        return _html(rule_page(_state().pipeline.base, rules, request.script_root + "/rules"))
+    response = jsonify(rule_reference(rules))
+    response.vary.add("Accept")
+    return response
+
+
+def _html(page: str) -> Response:
+    response = Response(page, content_type="text/html; charset=utf-8")
+    response.vary.add("Accept")
+    return response

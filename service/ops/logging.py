@@ -42,15 +42,52 @@ def current_request_id() -> str | None:
     return _request_id.get()
 
 
+# Credentials as they can appear in text: an Authorization value, a JWT, a token in a query string
+_SECRETS = re.compile(
+    r"(?i)\b(bearer|basic|digest|negotiate)\s+[^\s'\",;]+"
+    r"|eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*"
+    r"|\b(access_token|id_token|token|password|client_secret)=[^&\s'\"]+"
+)
+# gunicorn's own parser warning quotes the offending request line or header line verbatim
+_GUNICORN_INVALID = re.compile(r"^(Invalid request from ip=[^:]*: )([^:']*)")
+
+
+def redact(message: str) -> str:
+    """``message`` with anything shaped like a credential replaced by ``[redacted]``."""
+    return _SECRETS.sub(_redacted, message)
+
+
+def _redacted(match: re.Match[str]) -> str:
+    if match.group(1):
+        return f"{match.group(1)} [redacted]"
+    if match.group(2):
+        return f"{match.group(2)}=[redacted]"
+    return "[redacted]"
+
+
+def _message(record: logging.LogRecord) -> str:
+    message = record.getMessage()
+    if record.name.startswith("gunicorn"):
+        invalid = _GUNICORN_INVALID.match(message)
+        if invalid:  # keep what kind of malformation, never the bytes it quotes (a header line, a token)
+            return f"{invalid.group(1)}{invalid.group(2).strip() or 'malformed request'} (detail withheld)"
+        if message.startswith("Error handling request "):
+            message = message.split("?", 1)[0]  # the query string may carry identifiers or tokens
+    return redact(message)
+
+
 class JsonFormatter(logging.Formatter):
-    """``{"ts", "level", "logger", "msg", "request_id"?, "exc_type"?, "stack"?}`` per line."""
+    """``{"ts", "level", "logger", "msg", "request_id"?, "exc_type"?, "stack"?}`` per line.
+
+    Every message goes through ``redact`` (credential-shaped text), and gunicorn's parser warnings
+    lose the request bytes they quote: no log line carries a token, whoever wrote it."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": _message(record),
         }
         request_id = getattr(record, "request_id", None) or current_request_id()
         if request_id:

@@ -1,7 +1,8 @@
 """Prometheus metrics (prometheus-client).
 
 Under ``spinecds serve`` every gunicorn worker writes its samples to ``PROMETHEUS_MULTIPROC_DIR``
-and ``/metrics`` aggregates them (multiprocess mode); without that variable (tests, ``flask run``)
+(set before this module is imported: ``service.ops.metrics_dir``) and ``/metrics`` aggregates them
+(multiprocess mode); without that variable (in-process tests, ``flask run``)
 the process-local default registry is exposed. Labels carry only bounded, non-patient values:
 service id, hook, route template, status code, rule ID, card indicator, prefetch key, reason.
 """
@@ -23,9 +24,10 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as _multiprocess
 
+from service.ops.metrics_dir import MULTIPROC_ENV
+
 T = TypeVar("T")
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 HTTP_REQUESTS = Counter(
@@ -64,10 +66,25 @@ AUTH_FAILURES = Counter("spinecds_auth_failures_total", "Refused CDS client auth
 FEEDBACK = Counter(
     "spinecds_feedback_items_total", "Feedback items stored, by service and outcome", ["service", "outcome"]
 )
+AUDIT_MISSED = Counter(
+    "spinecds_issued_card_audit_missed_total",
+    "Issued-card audit rows not recorded (database failing or slow); the cards were answered",
+    ["reason"],
+)
+
+
+def issued_card_audit_missed(reason: str, count: int) -> None:
+    """``reason``: ``unreachable``, ``skipped`` or ``failed`` (a closed set)."""
+    AUDIT_MISSED.labels(reason).inc(count)
+
+
+# the method label is one of these or "other": a caller inventing method names adds no series
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"})
 
 
 def observe_http(method: str, route: str, status: int, seconds: float) -> None:
-    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    """``route`` is a route template or ``unmatched``; ``method`` is folded into ``HTTP_METHODS`` + other."""
+    HTTP_REQUESTS.labels(method if method in HTTP_METHODS else "other", route, str(status)).inc()
     HTTP_LATENCY.labels(route).observe(seconds)
 
 
@@ -116,14 +133,6 @@ def exposition() -> tuple[bytes, str]:
         _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-
-
-def prepare_multiprocess_dir(path: str) -> None:
-    """Create the multiprocess directory and remove samples a previous run left (call before workers start)."""
-    os.makedirs(path, exist_ok=True)
-    for name in os.listdir(path):
-        if name.endswith(".db"):
-            os.unlink(os.path.join(path, name))
 
 
 def worker_exited(pid: int) -> None:

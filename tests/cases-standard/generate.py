@@ -462,94 +462,16 @@ def deficit_no_mri(pid: str, level: str = "T12") -> Patient:
 # "(then: ...)" says what still fails once the first cause is fixed (measured by adding ingredient codes).
 SCD = "[rxnorm-scd] opioid SCD/SBD not mapped to a WHO step (ingredient-level match only)"
 XFAIL: dict[str, str] = {
-    "std-bad-date-condition-among-good": "[partial-data] the unreadable Condition is dropped and the problem list "
-    "still counts as complete: no VA-24 (with the SCD read it says VA-22 'criteria met')",
-    "std-le-text-unit-not-months": "[le-unit] life expectancy '2 years' (unit only as text) is read as 2 months: RT-05",
-    "std-md03-apixaban-scd-no-labs": "[rxnorm-scd] apixaban SCD 1364445 not recognised as an anticoagulant: no MD-03",
-    "std-md03-enoxaparin-scd-no-labs": "[rxnorm-scd] enoxaparin SCD 854235 not recognised as an anticoagulant: "
-    "no MD-03",
-    "std-md03-cirrhosis-k7460-no-labs": "[liver-coag] liver disease K74.60 is not a reason to suspect coagulopathy "
-    "(D-COAG-SUSPECTED): no MD-03 (with the SCD read: MD-04 and VA-22)",
-    "std-md03-warfarin-statement-no-inr": "[rxnorm-scd] warfarin SCD 855332 not recognised as an anticoagulant "
-    "(ingredient-level match only): no MD-03 (the MedicationStatement itself is read once its code is)",
-    "std-md04-no-coag-labs-not-suspected": SCD + ": no VA candidate, so no MD-04",
-    "std-md12-history-of-irradiation-z923": "[rt-history] Z92.3 history of irradiation is ignored: no MD-12, "
-    "first-course RT-02 offered",
-    "std-mscc-mri-conclusion-code": "[conclusion-code] DiagnosticReport.conclusionCode 71286001 and new G82.22 "
-    "deficit not read: no NEU-01",
-    "std-mscc-deficit-g8222-escc3": "[deficit-mscc] new deficit coded G82.22 not read as F-NEURO-DEFICIT (only the "
-    "local code is): no NEU-01 even with ESCC 3",
-    "std-primary-cervix-c539-known": "[primary-list] cervical cancer C53.9 not a known primary: MD-11 asks for it",
-    "std-primary-larynx-c329-known": "[primary-list] laryngeal cancer C32.9 not a known primary: MD-11 asks for it",
-    "std-sup10-breast-snomed-only": "[snomed-primary] breast cancer SNOMED 372064008 not among the listed SNOMED "
-    "primaries: MD-11, no SUP-10",
-    "std-mscc-new-deficit-no-mri": "[deficit-mscc] new deficit G82.21 + retention R33.9 with a spinal metastasis "
-    "and no MRI is not a suspected MSCC: no NEU-01",
-    "std-mscc-order-select-kyphoplasty-cpt-22513": "[deficit-mscc] G82.21 + R33.9 with spinal metastasis not a "
-    "suspected MSCC: no NEU-01/VA-06 on a CPT 22513 draft",
-    "std-mscc-order-select-medication-draft": "[emergency-hook] with only a MedicationRequest draft the order "
-    "services answer no cards at all (a ServiceRequest draft gets the G95.20 emergency)",
-    "std-mscc-order-sign-medication-draft": "[emergency-hook] no cards at all with only a MedicationRequest draft; "
-    "and [deficit-mscc] G82.21 + R33.9 with spinal metastasis is not a suspected MSCC",
-    "std-mscc-order-sign-vertebroplasty-cpt-22511": "[conclusion-code] lumbar MRI conclusionCode 71286001 + G82.22 "
-    "not read: no NEU-01/VA-06 (with the SCD read: VA-22 on a cord compression)",
-    "std-mscc-refuted-g9520-not": SCD + ": no VA-22",
-    "std-osteoporotic-m8008xa-no-cancer": "[scope] osteoporotic fracture without cancer gets cancer-pathway cards "
-    "(SUP-03 ...)",
-    "std-other-patient-mscc-not-counted": "[other-patient] another patient's G95.20 gives this patient NEU-01",
-    "std-other-patient-sepsis-not-counted": "[other-patient] another patient's sepsis and platelets count: VA-07, "
-    "VA-09",
-    "std-paediatric-age-10-no-adult-ladder": "[scope] a 10-year-old gets the adult WHO ladder (SUP-01/02)",
-    "std-pain-loinc-38208-5": "[loinc-variant] pain 38208-5 not read: MD-05 asks for a pain score",
-    "std-platelets-180000-per-ul-normal": SCD + ": no VA-22",
-    "std-rt08-lymphoma-c8339": "[skeletal-heme] lymphoma C83.39 with a pathological fracture and no C79.51 is not "
-    "skeletal disease: no RT-01",
-    "std-rt08-myeloma-c9000-no-c7951": "[skeletal-heme] myeloma C90.00 with a pathological fracture and no C79.51 "
-    "is not skeletal disease: no RT-01",
-    "std-rt08-seminoma-escc2": "[radiosens] seminoma not radiosensitive: no RT-08, NEU-02 fires",
-    "std-rt08-small-cell-lung-escc2": "[radiosens] small-cell lung cancer classed radioresistant with all C34: no "
-    "RT-08, NEU-02 fires",
-    "std-rt10-pain-after-rt-same-level": "[rt-history] pain scores dated after the RT course ended are not 'pain "
-    "persisting after RT': no RT-10",
-    "std-rt10-prior-rt-cpt-77427": "[rt-history] RT Procedure coded CPT 77427 not read as prior RT: no RT-10/MD-12, "
-    "RT-02 offered",
-    "std-rt13-rt-order-on-letrozole": "[rxnorm-scd] letrozole SCD 200064 not recognised as systemic anticancer "
-    "therapy: no RT-13",
-    "std-sup-fentanyl-patch-scd-refractory": SCD + ": fentanyl patch on step 3 told SUP-01/02/03",
-    "std-sup-morphine-scd-statement": SCD + ": morphine statement -> SUP-02",
-    "std-sup-percocet-sbd-is-step3": SCD + ": Percocet SBD -> told to move to step 3",
-    "std-sup-tramadol-scd-severe": SCD + ": tramadol SCD read as no analgesic (SUP-01)",
-    "std-sup06-dexamethasone-scd-long-term": "[rxnorm-scd] dexamethasone SCD 197582 not recognised as a "
-    "corticosteroid: no SUP-06",
-    "std-va-eligible-hydromorphone-scd": SCD + ": no VA-22, told SUP-02/03",
-    "std-va-eligible-lumbar-m4856xa-sbd-contained": "[med-reference] medicationReference to a contained Medication "
-    "not resolved (and " + SCD + ")",
-    "std-va-eligible-medication-reference-included": "[med-reference] medicationReference to an _include'd "
-    "Medication not resolved (and " + SCD + ")",
-    "std-va-eligible-medication-statement": SCD + ": no VA-22 (the MedicationStatement itself is read once its "
-    "code is)",
-    "std-va-eligible-oxycodone-scd": SCD + " (then: [axial-mri] MRI thoracic spine 24980-5 is not axial imaging, "
-    "MD-02)",
-    "std-va-four-painful-levels-patient-view": "[va26-patient-view] more than three painful levels only checked "
-    "when an order is drafted: no VA-26",
-    "std-va-order-sign-kyphoplasty-cpt-22513-eligible": SCD + ": no VA-22",
-    "std-va07-discitis-m4636": "[icd-hierarchy] M46.36 discitis not in the infection list: no VA-07 (with the SCD "
-    "read: VA-22 'eligible')",
-    "std-va07-sepsis-a4101": "[icd-hierarchy] A41.01 (child of A41.0) not matched as sepsis: no VA-07 (with the "
-    "SCD read: VA-22 'eligible')",
-    "std-va07-sepsis-snomed": SCD + ": no indication, so no VA-25",
-    "std-va09-platelets-40-26515-7": "[loinc-variant] platelets 26515-7 not read: no VA-09 (with the SCD read: "
-    "VA-22 'eligible' at 40 x10^3/uL)",
-    "std-va09-platelets-40000-per-ul": "[ucum] platelets 40000 /uL compared without unit conversion: no VA-09 "
-    "(with the SCD read: VA-22)",
-    "std-va09-warfarin-poc-inr-46418-0": "[loinc-variant] point-of-care INR 46418-0 not read: no VA-09",
-    "std-va09-warfarin-scd-inr-2-5": SCD + ": no indication, so no VA-24",
-    "std-va10-contrast-allergy-snomed": SCD + ": no indication, so no VA-25",
-    "std-va12-retropulsion-local-pct": SCD + ": no indication, so no VA-12/VA-23",
-    "std-va14-lumbar-stenosis-m48062": SCD + ": no indication, so no VA-14/VA-23",
-    "std-va18-severe-heart-failure": SCD + ": no indication, so no VA-18/VA-23",
-    "std-va19-radiculopathy-m5416": "[radicular] radiculopathy M54.16 ignored: no VA-19/SUP-05 (with the SCD read: "
-    "VA-22)",
+    "std-md12-history-of-irradiation-z923": "[rt-history] Z92.3 history of irradiation beside a course summary: no "
+    "MD-12 ask for the prior course's dose and levels",
+    "std-rt08-lymphoma-c8339": "[skeletal-heme] lymphoma C83.39 counts as spinal disease only with a vertebral "
+    "bodySite: with a pathological fracture and no C79.51, no RT-01",
+    "std-rt10-prior-rt-cpt-77427": "[rt-history] an RT Procedure coded only CPT 77427 is not in radiotherapy-course: "
+    "no RT-10/MD-12, first-course RT-02 offered",
+    "std-sup10-breast-snomed-only": "[snomed-primary] breast cancer SNOMED 372064008 is not in "
+    "primary-hormone-sensitive: no SUP-10",
+    "std-va19-radiculopathy-m5416": "[radicular] radiculopathy M54.16 is not read as radicular/off-midline pain: no "
+    "VA-19/VA-23/SUP-05",
 }
 
 
@@ -1277,8 +1199,9 @@ def other_patient_mscc_not_counted() -> Case:
     scc = other.condition("scc", "G95.20", levels=("T12",), onset="2026-05-31")
     p.add("foreign", scc)
     return mk("Another patient's cord compression (subject Patient/someone-else) mixed into the conditions "
-              "prefetch: it must not count - no emergency for this patient; the worked example stays eligible.",
-              p, {"fire": ["VA-22", "RT-01"], "not_fire": ["NEU-01", "VA-06"], "absent_cards": ["emergency-mscc"]})
+              "prefetch: it must not count - no emergency for this patient. A key that held another patient's data "
+              "is not this patient's complete problem list, so eligibility stays pending (VA-24), never VA-22.",
+              p, {"fire": ["VA-24", "RT-01"], "not_fire": ["NEU-01", "VA-22"], "absent_cards": ["emergency-mscc"]})
 
 
 @case
@@ -1288,8 +1211,9 @@ def other_patient_sepsis_not_counted() -> Case:
     p.add("foreign", other.condition("sepsis", "A41.9", onset="2026-05-29"))
     p.add("foreign-plt", other.lab("plt", "777-3", 20, "10*3/uL", when="2026-05-31"))
     return mk("Another patient's sepsis A41.9 and platelets 20 mixed into the prefetch: neither counts - no "
-              "VA-07, no VA-09; this patient is eligible (VA-22).",
-              p, {"fire": ["VA-22"], "not_fire": ["VA-07", "VA-09", "VA-25"]})
+              "contraindication, no VA-09; the keys that held them are incomplete, so eligibility stays pending "
+              "(VA-24), never VA-22.",
+              p, {"fire": ["VA-24"], "not_fire": ["VA-09", "VA-25", "VA-22"]})
 
 
 def main() -> None:

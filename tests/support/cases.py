@@ -134,8 +134,28 @@ def fired_rules(cards: Iterable[dict[str, Any]]) -> set[str]:
     return {r for c in cards for r in c["extension"]["org.spinecds.trace"]["rules"]}
 
 
+INDICATOR_RANK = ("info", "warning", "critical")
+
+
 def card_indicators(cards: Iterable[dict[str, Any]]) -> dict[str, str]:
-    return {c["extension"]["org.spinecds.trace"]["card"]: c["indicator"] for c in cards}
+    """Card group -> indicator of its conclusions in this response (a card shows one decision,
+    which may hold several groups: the trace's ``groups``), and decision -> the card's indicator."""
+    out: dict[str, str] = {}
+    for c in cards:
+        trace = c["extension"]["org.spinecds.trace"]
+        shown = {
+            **trace.get("groups", {trace["card"]: c["indicator"]}),
+            trace.get("decision", trace["card"]): c["indicator"],
+        }
+        for group, indicator in shown.items():
+            if group not in out or INDICATOR_RANK.index(indicator) > INDICATOR_RANK.index(out[group]):
+                out[group] = indicator
+    return out
+
+
+def card_groups(card: dict[str, Any]) -> set[str]:
+    trace = card["extension"]["org.spinecds.trace"]
+    return {trace["card"], *trace.get("groups", {})}
 
 
 def comparable(cards: Iterable[dict[str, Any]]) -> list[Any]:

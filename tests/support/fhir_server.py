@@ -315,6 +315,39 @@ def _searchset(matches: list[Resource], query: _SearchQuery, self_url: str, base
     return bundle
 
 
+def _capability_statement() -> Resource:
+    """What a browser client (the CDS Hooks Sandbox) reads at ``/metadata`` before using the server."""
+    searchable = [
+        "Patient",
+        "Condition",
+        "Observation",
+        "Procedure",
+        "MedicationRequest",
+        "MedicationStatement",
+        "AllergyIntolerance",
+        "DiagnosticReport",
+        "ServiceRequest",
+        "Encounter",
+        "Coverage",
+    ]
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-01-01",
+        "kind": "instance",
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": [
+                    {"type": t, "interaction": [{"code": "read"}, {"code": "search-type"}]} for t in searchable
+                ],
+            }
+        ],
+    }
+
+
 def _operation_outcome(code: str, diagnostics: str) -> Resource:
     return {
         "resourceType": "OperationOutcome",
@@ -441,15 +474,48 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         record = self.server.app._record(self)
         try:
+            if self.server.app.browser and urlsplit(self.path).path == f"{BASE_PATH}/metadata":
+                self._send_json(HTTPStatus.OK, _capability_statement())
+                return
             self._dispatch(record)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def do_POST(self) -> None:
+        """``POST [type]/_search`` (form-encoded parameters, as browsers' FHIR clients send) when ``browser``."""
+        url = urlsplit(self.path)
+        route = _parse_fhir_path(url.path) if self.server.app.browser else None
+        if route is None or route[1] != "_search":
+            self._method_not_allowed()
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        form = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        self.path = f"{url.path[: -len('/_search')]}?{'&'.join(p for p in (url.query, form) if p)}"
+        self.do_GET()
+
+    def do_OPTIONS(self) -> None:
+        """CORS preflight (``browser`` only)."""
+        if not self.server.app.browser:
+            self._method_not_allowed()
+            return
+        self.server.app._record(self)
+        self.send_response(HTTPStatus.NO_CONTENT)
+        self.send_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+        self.send_header("Access-Control-Allow-Headers", self.headers.get("Access-Control-Request-Headers") or "*")
+        self.send_header("Access-Control-Max-Age", "600")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def end_headers(self) -> None:
+        if self.server.app.browser:
+            self.send_header("Access-Control-Allow-Origin", "*")
+        super().end_headers()
 
     def _method_not_allowed(self) -> None:
         self.server.app._record(self)
         self._send_outcome(HTTPStatus.METHOD_NOT_ALLOWED, "not-supported", f"{self.command} not supported")
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = _method_not_allowed
+    do_PUT = do_PATCH = do_DELETE = _method_not_allowed
 
     # -- routing
 
@@ -597,6 +663,8 @@ class FhirTestServer:
       reads and static paths are then never faulted.
     * ``slow_seconds``, ``redirect_to``, ``huge_bytes``: parameters of the
       ``slow``, ``redirect`` and ``huge`` faults.
+    * ``browser``: usable by a web app in a browser (the CDS Hooks Sandbox): CORS headers and
+      preflights, ``GET /metadata`` (a CapabilityStatement) and ``POST [type]/_search``.
 
     ``resources`` are stored at once, as with :meth:`add_many`.
     """
@@ -612,7 +680,9 @@ class FhirTestServer:
         slow_seconds: float = DEFAULT_SLOW_SECONDS,
         redirect_to: str | None = None,
         huge_bytes: int = DEFAULT_HUGE_BYTES,
+        browser: bool = False,
     ) -> None:
+        self.browser = browser
         self.page_size = page_size
         self.require_token = require_token
         self._fault: FaultMode | None = _checked_fault(fault)

@@ -39,7 +39,10 @@ def spinecds_command() -> list[str]:
 
 
 class SpinecdsServer:
-    """One ``spinecds serve`` process tree. ``env`` adds to (and overrides) a minimal environment."""
+    """One ``spinecds serve`` process tree. ``env`` adds to (and overrides) a minimal environment.
+
+    Like a user's shell, the environment has no PROMETHEUS_MULTIPROC_DIR: ``spinecds serve`` chooses one.
+    ``command`` replaces the console script (e.g. ``scripts/serve``); ``argv`` follows it."""
 
     def __init__(
         self,
@@ -51,7 +54,10 @@ class SpinecdsServer:
         port: int | None = None,
         cwd: str | Path | None = None,
         inherit_env: bool = True,
+        command: Sequence[str] | None = None,
+        wait_for: str = "/health/ready",
     ) -> None:
+        self.wait_for = wait_for  # start() returns once this path answers 200
         self.port = port or free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="spinecds-serve-"))
         base = dict(os.environ) if inherit_env else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -59,7 +65,6 @@ class SpinecdsServer:
         self.env = {
             **base,
             "SPINECDS_DATABASE_URL": f"sqlite:///{self.workdir / 'spinecds.db'}",
-            "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "metrics"),
             **(env or {}),
         }
         self.argv = (
@@ -77,6 +82,7 @@ class SpinecdsServer:
                 str(threads),
             ]
         )
+        self.command = list(command) if command is not None else spinecds_command()
         self.cwd = str(cwd or self.workdir)
         self.log_path = self.workdir / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -93,7 +99,7 @@ class SpinecdsServer:
         started = time.monotonic()
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [*spinecds_command(), *self.argv],
+            [*self.command, *self.argv],
             env=self.env,
             cwd=self.cwd,
             stdout=self._log,
@@ -105,7 +111,7 @@ class SpinecdsServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"spinecds serve exited with {self.process.returncode}:\n{self.output()[-4000:]}")
             try:
-                if requests.get(self.url("/health/ready"), timeout=1).status_code == 200:
+                if requests.get(self.url(self.wait_for), timeout=1).status_code == 200:
                     self.startup_seconds = time.monotonic() - started
                     return self
             except requests.RequestException:

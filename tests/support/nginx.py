@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-import pytest
 import requests
 
 from support.gunicorn import free_port
+from support.tools import require_executable
 
 CONFIG = """\
 worker_processes 1;
@@ -59,10 +59,7 @@ http {{
 
 
 def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if not found:
-        pytest.skip("nginx not installed (apt-get install -y nginx)")
-    return found
+    return require_executable("nginx", "nginx")
 
 
 class NginxProxy:

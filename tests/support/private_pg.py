@@ -11,9 +11,11 @@ the same time). ``PrivateCluster`` runs Debian's ``initdb``/``pg_ctl`` as the ``
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -78,18 +80,49 @@ class PrivateCluster:
         )
         return self
 
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=on"
+    def start(self, extra_options: str = "") -> None:
+        """Start (again); ``extra_options`` are more ``-c name=value`` server settings (e.g. TLS)."""
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=on {extra_options}".strip()
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def processes(self) -> list[int]:
+        """The postmaster and every process it forked (backends, checkpointer, walwriter ...)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        pids = [postmaster]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    status = (entry / "status").read_text()
+                except OSError:
+                    continue
+                ppid = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "")
+                if ppid == str(postmaster):
+                    pids.append(int(entry.name))
+        return pids
+
+    def freeze(self) -> list[int]:
+        """SIGSTOP the whole cluster: it is not down (connections open, the port accepts), it just never answers."""
+        pids = self.processes()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    def thaw(self, pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def running(self) -> bool:
         cmd = ["runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.data), "status"]
         return subprocess.run(cmd, capture_output=True, timeout=30).returncode == 0
 
     def destroy(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            with contextlib.suppress(OSError, ValueError):
+                self.thaw(self.processes())  # a test that failed while the cluster was frozen
         try:
             if self.data.exists() and self.running():
                 self.stop("immediate")

@@ -1,5 +1,5 @@
 /* A minimal, safe markdown subset for card detail (CDS Hooks: GitHub-flavoured markdown).
- * HTML is escaped first; then only: paragraphs, "- " lists, "> " quotes, **bold**, *italic*,
+ * HTML is escaped first; then only: paragraphs, "- " and "1. " lists, "> " quotes, **bold**, *italic*,
  * `code` and [links](https://...) with http(s) URLs. Nothing from the input becomes markup
  * except through these rules, so card text can never inject HTML or script.
  */
@@ -35,11 +35,13 @@
   function render(markdown) {
     var lines = escapeHtml(markdown || "").split(/\r?\n/);
     var html = [];
-    var block = null; // "ul" | "blockquote" | "p"
+    var block = null; // "ul" | "ol" | "blockquote" | "p"
     var buffer = [];
     function flush() {
       if (!block) return;
-      if (block === "ul") html.push("<ul>" + buffer.map(function (l) { return "<li>" + inline(l) + "</li>"; }).join("") + "</ul>");
+      if (block === "ul" || block === "ol") {
+        html.push("<" + block + ">" + buffer.map(function (l) { return "<li>" + inline(l) + "</li>"; }).join("") + "</" + block + ">");
+      }
       else if (block === "blockquote") html.push("<blockquote><p>" + buffer.map(inline).join("<br>") + "</p></blockquote>");
       else html.push("<p>" + buffer.map(inline).join("<br>") + "</p>");
       block = null;
@@ -47,12 +49,13 @@
     }
     lines.forEach(function (line) {
       var item = /^\s*[-*] (.*)$/.exec(line);
+      var numbered = /^\s*\d{1,3}\. (.*)$/.exec(line);
       var quote = /^&gt; ?(.*)$/.exec(line);
-      var kind = item ? "ul" : quote ? "blockquote" : line.trim() ? "p" : null;
+      var kind = item ? "ul" : numbered ? "ol" : quote ? "blockquote" : line.trim() ? "p" : null;
       if (kind !== block) flush();
       if (!kind) return;
       block = kind;
-      buffer.push(item ? item[1] : quote ? quote[1] : line);
+      buffer.push(item ? item[1] : numbered ? numbered[1] : quote ? quote[1] : line);
     });
     flush();
     return html.join("\n");

@@ -1,9 +1,9 @@
 """Self-check for the spinecds terminology files in this folder.
 
-Run:  /work/main/.venv/bin/python fhir_profiles/check_profiles.py
+Run:  .venv/bin/python fhir_tools/check_profiles.py
 Parses every CodeSystem/ValueSet file as a fhir.resources R4B model and checks the local
 conventions (ids, canonical URLs, verification-status extension, no SNOMED is-a filters,
-level designations, index.json consistency). Exit code 0 = all good.
+level designations, .index.json consistency). Exit code 0 = all good.
 """
 
 import json
@@ -14,7 +14,7 @@ from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.structuredefinition import StructureDefinition
 from fhir.resources.R4B.valueset import ValueSet
 
-HERE = pathlib.Path(__file__).resolve().parent
+HERE = pathlib.Path(__file__).resolve().parent.parent / "fhir_profiles"  # the FHIR package folder
 BASE = "https://fhir.spinecds.org"
 LOCAL = f"{BASE}/CodeSystem/spinecds-local"
 VS_EXT = f"{BASE}/StructureDefinition/verification-status"
@@ -36,12 +36,17 @@ def status_of(element: dict) -> str | None:
 
 
 def main() -> int:
-    index = json.loads((HERE / "index.json").read_text(encoding="utf-8"))
+    files = json.loads((HERE / ".index.json").read_text(encoding="utf-8"))["files"]
+    index = {
+        key: [{"file": f["filename"], "id": f["id"], "url": f["url"]} for f in files if f["resourceType"] == rtype]
+        for key, rtype in (("codeSystems", "CodeSystem"), ("valueSets", "ValueSet"),
+                           ("structureDefinitions", "StructureDefinition"))
+    }
     listed = {e["file"] for e in index["codeSystems"] + index["valueSets"] + index.get("structureDefinitions", [])}
     on_disk = {p.name for pattern in ("CodeSystem-*.json", "ValueSet-*.json", "StructureDefinition-*.json")
                for p in HERE.glob(pattern)}
     if listed != on_disk:
-        err(f"index.json / disk mismatch: {sorted(listed ^ on_disk)}")
+        err(f".index.json / disk mismatch: {sorted(listed ^ on_disk)}")
 
     local_codes: set[str] = set()
     for entry in index["codeSystems"]:
@@ -51,6 +56,8 @@ def main() -> int:
             err(f"{entry['file']}: id mismatch")
         if data["url"] != entry["url"]:
             err(f"{entry['file']}: url mismatch with index")
+        if data["url"] != LOCAL:
+            continue  # generated (override-reason) or small code lists without verification marks
         local_codes = {c["code"] for c in data["concept"]}
         if data.get("count") != len(data["concept"]):
             err(f"{entry['file']}: count != number of concepts")

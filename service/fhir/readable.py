@@ -1,0 +1,238 @@
+"""The intake check: are the elements the fact extractor reads well-formed FHIR R4?
+
+Full R4B model validation (``fhir.resources``) costs 130-600 µs per resource and was 62 % of a call
+with 20,000 resources the rules read (docs/performance.md). The extractor reads a few dozen elements
+(``code``, ``status``, the clinical/verification statuses, the ``value[x]``/``effective[x]``/
+``onset[x]``/``performed[x]``/``medication[x]`` choices, dates, body sites, a RiskAssessment's
+predictions, extension URLs, contained Medications); this module checks exactly those, against the R4
+datatype rules (the regular expressions of the R4 specification, calendar-valid dates, 32-bit integers,
+no two choices of one ``[x]`` element), in a few microseconds per resource.
+
+The safety is the same kind as before: a resource whose read elements are not well-formed is never
+read; the pool skips it and records why (``"<element path>: <problem>"``), and its category becomes
+incomplete. Elements the extractor does not read are not checked (their content cannot reach a fact).
+``spinecds validate`` still runs the full R4 checks (``service.conformance``) and the R4B model.
+
+**Invariant:** when the extractor (``service/facts``) starts reading another element, add it to
+``ELEMENTS`` (``tests/test_readable.py`` checks the table against every element the extractor reads
+in the patient cases).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+Check = Callable[[Any], str | None]  # value -> None, or the problem after the path (".coding[0]: code expected")
+
+# R4 primitive datatypes (https://hl7.org/fhir/R4/datatypes.html), anchored
+_YEAR = r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
+_TIME = r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+_MONTH_DAY = r"(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])"
+DATE_RE = re.compile(rf"{_YEAR}(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?")
+DATETIME_RE = re.compile(rf"{_YEAR}(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T{_TIME})?)?)?")
+INSTANT_RE = re.compile(rf"{_YEAR}-{_MONTH_DAY}T{_TIME}")
+ID_RE = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
+CODE_RE = re.compile(r"[^\s]+( [^\s]+)*")
+URI_RE = re.compile(r"\S*")
+STRING_RE = re.compile(r"[ \r\n\t\S]+")
+INT32 = (-(2**31), 2**31 - 1)
+
+
+# Values already found well-formed, per datatype: codes, systems, units and dates repeat across a chart's
+# thousands of resources. Bounded: once full, new values are checked each time.
+MEMO_SIZE = 4096
+
+
+def _pattern(kind: str, pattern: re.Pattern[str], calendar: bool = False) -> Check:
+    good: set[str] = set()
+
+    expected, invalid = f": {kind} expected", f": invalid {kind}"
+
+    def check(value: Any) -> str | None:
+        if type(value) is not str:
+            return expected
+        if value in good:
+            return None
+        if not pattern.fullmatch(value) or (calendar and not _calendar(value)):
+            return invalid
+        if len(good) < MEMO_SIZE:
+            good.add(value)
+        return None
+
+    return check
+
+
+def _calendar(text: str) -> bool:
+    """A full date must exist (no 30 February); a time must be one datetime can hold (no second 60)."""
+    if len(text) < 10:
+        return True
+    try:
+        if len(text) == 10:
+            date.fromisoformat(text)
+        else:
+            datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+ID = _pattern("id", ID_RE)
+CODE = _pattern("code", CODE_RE)
+URI = _pattern("uri", URI_RE)
+STRING = _pattern("string", STRING_RE)
+DATE = _pattern("date", DATE_RE, calendar=True)
+DATETIME = _pattern("dateTime", DATETIME_RE, calendar=True)
+INSTANT = _pattern("instant", INSTANT_RE, calendar=True)
+
+
+def BOOLEAN(value: Any) -> str | None:
+    return None if type(value) is bool else ": boolean expected"
+
+
+def INTEGER(value: Any) -> str | None:
+    if type(value) is not int:
+        return ": integer expected"
+    return None if INT32[0] <= value <= INT32[1] else ": integer out of range"
+
+
+def DECIMAL(value: Any) -> str | None:
+    if type(value) is int or (type(value) is float and value == value and value not in (float("inf"), float("-inf"))):
+        return None
+    return ": decimal expected"
+
+
+def _object(fields: Mapping[str, Check]) -> Check:
+    """A complex datatype: a JSON object whose listed elements are checked (others are not read)."""
+
+    def check(value: Any) -> str | None:
+        if type(value) is not dict and not isinstance(value, Mapping):  # the type test first: much faster
+            return ": object expected"
+        for key, element in value.items():
+            inner = fields.get(key)
+            if inner is not None:
+                problem = inner(element)
+                if problem:
+                    return f".{key}{problem}"
+        return None
+
+    return check
+
+
+def _array(item: Check) -> Check:
+    def check(value: Any) -> str | None:
+        if type(value) is not list:
+            return ": array expected"
+        for i, element in enumerate(value):
+            problem = item(element)
+            if problem:
+                return f"[{i}]{problem}"
+        return None
+
+    return check
+
+
+CODING = _object({"system": URI, "version": STRING, "code": CODE, "display": STRING, "userSelected": BOOLEAN})
+CODEABLE_CONCEPT = _object({"coding": _array(CODING), "text": STRING})
+QUANTITY = _object({"value": DECIMAL, "comparator": CODE, "unit": STRING, "system": URI, "code": CODE})
+PERIOD = _object({"start": DATETIME, "end": DATETIME})
+RANGE = _object({"low": QUANTITY, "high": QUANTITY})
+REFERENCE = _object({"reference": STRING, "type": URI, "display": STRING})
+EXTENSION = _object({"url": URI})
+PREDICTION = _object({"probabilityDecimal": DECIMAL, "whenRange": RANGE})
+MEDICATION = _object({"resourceType": STRING, "id": ID, "code": CODEABLE_CONCEPT})
+
+
+def _contained(value: Any) -> str | None:
+    """Contained resources: a contained Medication (read through ``medicationReference: #id``) is checked."""
+    if type(value) is not list:
+        return ": array expected"
+    for i, resource in enumerate(value):
+        if not isinstance(resource, Mapping):
+            return f"[{i}]: object expected"
+        if resource.get("resourceType") == "Medication":
+            problem = MEDICATION(resource)
+            if problem:
+                return f"[{i}]{problem}"
+    return None
+
+
+# Every element the fact extractor (service/facts) reads, for every type it reads.
+ELEMENTS: dict[str, Check] = {
+    "id": ID,
+    "status": CODE,
+    "code": CODEABLE_CONCEPT,
+    "clinicalStatus": CODEABLE_CONCEPT,
+    "verificationStatus": CODEABLE_CONCEPT,
+    "severity": CODEABLE_CONCEPT,
+    "method": CODEABLE_CONCEPT,
+    "subject": REFERENCE,
+    "patient": REFERENCE,
+    "birthDate": DATE,
+    "valueCodeableConcept": CODEABLE_CONCEPT,
+    "valueQuantity": QUANTITY,
+    "valueInteger": INTEGER,
+    "valueBoolean": BOOLEAN,
+    "effectiveDateTime": DATETIME,
+    "effectiveInstant": INSTANT,
+    "effectivePeriod": PERIOD,
+    "issued": INSTANT,
+    "performedDateTime": DATETIME,
+    "performedPeriod": PERIOD,
+    "onsetDateTime": DATETIME,
+    "onsetPeriod": PERIOD,
+    "recordedDate": DATETIME,
+    "authoredOn": DATETIME,
+    "dateAsserted": DATETIME,
+    "started": DATETIME,
+    "occurrenceDateTime": DATETIME,
+    "procedureCode": _array(CODEABLE_CONCEPT),
+    "conclusionCode": _array(CODEABLE_CONCEPT),
+    "medicationCodeableConcept": CODEABLE_CONCEPT,
+    "medicationReference": REFERENCE,
+    "contained": _contained,
+    "extension": _array(EXTENSION),
+    "prediction": _array(PREDICTION),
+}
+# bodySite is one CodeableConcept on an Observation, an array of them elsewhere
+BODY_SITE = {"Observation": CODEABLE_CONCEPT}
+BODY_SITES = _array(CODEABLE_CONCEPT)
+# choice elements the extractor reads: at most one of each ([x] in R4)
+CHOICES = ("value", "effective", "onset", "performed", "medication", "occurrence")
+
+
+def _choice_of(key: str) -> str | None:
+    """The choice element a key spells (``valueQuantity`` -> ``value``), or None; memoised per key."""
+    choice = _CHOICE_OF.get(key, _UNSEEN)
+    if choice is _UNSEEN:
+        choice = next((c for c in CHOICES if key.startswith(c) and len(key) > len(c) and key[len(c)].isupper()), None)
+        if len(_CHOICE_OF) < MEMO_SIZE:
+            _CHOICE_OF[key] = choice
+    return choice  # type: ignore[return-value]
+
+
+_UNSEEN = object()
+_CHOICE_OF: dict[str, object] = {}
+
+
+def problem(rtype: str, resource: Mapping[str, Any]) -> str | None:
+    """Why the extractor cannot read this resource safely ("<path>: <problem>"), or None."""
+    seen: set[str] | None = None
+    for key, value in resource.items():
+        check = ELEMENTS.get(key)
+        if check is None and key == "bodySite":
+            check = BODY_SITE.get(rtype, BODY_SITES)
+        if check is not None:
+            found = check(value)
+            if found:
+                return f"{key}{found}"
+        choice = _choice_of(key)
+        if choice is not None:
+            if seen is None:
+                seen = set()
+            elif choice in seen:
+                return f"{choice}[x]: more than one choice"
+            seen.add(choice)
+    return None
