@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any
@@ -66,7 +67,15 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
-        preloaded_app(create_app, options, after_fork=drop_inherited_connections).run()
+        try:
+            app = create_app(settings)  # in the master, as preload_app would: a broken rule base stops here
+        except ConfigError as exc:
+            from service.ops.logging import configure_logging
+
+            configure_logging(settings.log_level)
+            logging.getLogger("spinecds").critical("not starting: configuration error: %s", exc)
+            return 2
+        preloaded_app(lambda: app, options, after_fork=drop_inherited_connections).run()
     finally:  # gunicorn exits through SystemExit, in the master and in each forked worker
         remove_private_dir(private_metrics_dir, master_pid)
     return 0

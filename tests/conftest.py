@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from service.app import create_app  # noqa: E402
+from service.engine.ruleset import RuleError  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures"
@@ -36,16 +37,19 @@ def load_json(path: Path) -> Any:
 @pytest.fixture(scope="session")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     db = tmp_path_factory.mktemp("db") / "spinecds.db"
-    return create_app(
-        {
-            "database_url": f"sqlite:///{db}",
-            "public_base_url": "https://cds.example.org",
-            "fhir_connect_timeout": 1.0,
-            "fhir_read_timeout": 2.0,
-            "fhir_server_allowlist": "127.0.0.1",  # the loopback FHIR server of the fallback tests
-        },
-        clock=lambda: CASE_NOW,
-    )
+    try:
+        return create_app(
+            {
+                "database_url": f"sqlite:///{db}",
+                "public_base_url": "https://cds.example.org",
+                "fhir_connect_timeout": 1.0,
+                "fhir_read_timeout": 2.0,
+                "fhir_server_allowlist": "127.0.0.1",  # the loopback FHIR server of the fallback tests
+            },
+            clock=lambda: CASE_NOW,
+        )
+    except RuleError as exc:  # one clear failure, not one setup error per test
+        pytest.exit(f"the rule base is broken (see `spinecds rules --check`): {exc}", returncode=1)
 
 
 @pytest.fixture()

@@ -16,10 +16,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, ROOT
 from support.cases import KEY_BY_TYPE, build_request
 from support.cds_checker import check_cards_response, errors_only
 
+from service.facts.vocabulary import Vocabulary
+
+VOCAB = Vocabulary.load(ROOT / "fhir_profiles")
 PREFETCHED_TYPES = set(KEY_BY_TYPE) | {"Observation"}
 NOT_FHIR = {"feedback.json"}  # CDS Hooks feedback bodies (and feedback-*.json): test_fixture_requests sends them
 NOT_FHIR_DIRS = {"service_definitions", "code_lists", "mcode_ig_fsh", "sandbox_cds_services"}
@@ -160,6 +163,42 @@ def test_fixture_patient_through_patient_view(client: Any, case_id: str, case: d
     cards = response.get_json()
     assert errors_only(check_cards_response(cards, require_uuids=True)) == []
     assert elapsed < 10, f"{case_id}: {elapsed:.1f} s"
+    groups = _card_groups(cards)
+    if _in_scope(case):
+        # spinal disease in the data: it is recognised (F-MET/F-VCF/F-SCC-SYMPT true in a card) and answered
+        facts = {(f["id"], f["value"]) for c in cards["cards"] for f in c["extension"]["org.spinecds.trace"]["facts"]}
+        assert facts & {("F-MET", True), ("F-VCF", True), ("F-SCC-SYMPT", True)}, (case_id, sorted(groups))
+    else:
+        # no spinal disease: no spine-metastasis pathway. Known exceptions, not asserted here: augmentation
+        # cards (VA-07 infection, MD-03 coagulation work-up) still fire without a fracture or metastasis
+        assert not set(groups) & SPINE_PATHWAY, (case_id, sorted(groups))
+
+
+SCOPE_VALUESETS = ("spinal-metastasis", "pathological-vcf", "cord-compression")
+SPINE_PATHWAY = {
+    "emergency-mscc",
+    "rt-palliative",
+    "rt-sbrt",
+    "rt-reirradiation",
+    "spine-stability",
+    "spine-surgery",
+    "analgesia",
+    "data-gaps",
+    "prognosis",
+    "mdt-review",
+}
+
+
+def _in_scope(case: dict[str, Any]) -> bool:
+    """The patient has a spinal/bone metastasis, a pathological vertebral fracture or a cord compression coded."""
+    conditions = [r for r in case["resources"] if r["resourceType"] == "Condition"]
+    return any(VOCAB.concept_in(vs, c.get("code")) for vs in SCOPE_VALUESETS for c in conditions)
+
+
+def test_fixtures_in_scope_are_the_mcode_bone_metastasis_patients() -> None:
+    """The positive check above runs on these (a fixture change that drops them is seen)."""
+    in_scope = sorted(case_id.split("#", 1)[0] for case_id, case in CASES if _in_scope(case))
+    assert in_scope == sorted(f"mcode_trial_matching_app/{name}" for name in MCODE_EXPECTED)
 
 
 def _card_groups(cards: dict[str, Any]) -> dict[str, set[str]]:

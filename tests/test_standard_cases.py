@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from support.cases import (
-    CASES_DIR,
     STANDARD_CASES_DIR,
     build_request,
     card_indicators,
@@ -84,35 +83,8 @@ def test_standard_case_is_order_independent(client: Any, name: str, case: dict[s
         assert comparable(client.post(f"/cds-services/{service}", json=shuffled).get_json()["cards"]) == base
 
 
-def _asserts_something_positive(expect: dict[str, Any]) -> bool:
-    """A rule that fires, a card with its indicator, an explicit "no cards" with the reason, or an error status."""
-    return bool(expect.get("fire") or expect.get("cards") or expect.get("no_cards_reason")
-                or expect.get("status", 200) != 200)
-
-
-# existing cases that assert only what must not happen (issue 17 part 3): fixed by another change; a strict
-# xfail so that each one is noticed (and removed from this list) when it gains a positive assertion
-ONLY_ABSENCES = {
-    "core-md01-not-chronic",
-    "core-neu01-not-escc2-no-deficit",
-    "core-pain-stale-no-va03",
-    "core-unrelated-order-no-cards",
-}
-
-
-def _positive_params() -> list[Any]:
-    out = []
-    for directory in (STANDARD_CASES_DIR, CASES_DIR):
-        for name, case in load_cases(directory):
-            marks = [pytest.mark.xfail(strict=True, reason="asserts only absences")] if name in ONLY_ABSENCES else []
-            out.append(pytest.param(case["expect"], id=f"{directory.name}/{name}", marks=marks))
-    return out
-
-
-@pytest.mark.parametrize("expect", _positive_params())
-def test_every_case_asserts_something_positive(expect: dict[str, Any]) -> None:
-    """A case that only lists what must not fire passes when the service answers nothing at all."""
-    assert _asserts_something_positive(expect)
+# Every case (both directories) asserts something positive: load_cases refuses one that lists only what must
+# not happen (support/cases.py check_case), since it would pass with a service that answers nothing.
 
 
 def test_there_are_enough_standard_cases() -> None:

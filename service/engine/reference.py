@@ -2,18 +2,24 @@
 
 ``render_markdown(base)`` gives docs/rule-reference.md; ``describe_condition`` turns a rule's
 patterns into the words a clinician reads (also used by the PlanDefinition and the console).
-Regenerate with ``python -m service.engine.reference > docs/rule-reference.md``; a test fails
-when the committed file is out of date.
+``render_fact_sources(base, profiles_dir)`` gives docs/fact-sources.md: each fact's standard
+sources (the ValueSets it reads and what they contain) and its local-code fallback, from
+rules/facts.yaml and fhir_profiles/. Regenerate with ``python -m service.engine.reference >
+docs/rule-reference.md`` and ``python -m service.engine.reference --fact-sources >
+docs/fact-sources.md``; a test fails when either committed file is out of date.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from service.config import REPO_ROOT
 
 from .ruleset import NUMERIC, Atom, Rule, RuleBase, load_rulebase
+from .schema import FactSpec
 
 SYMBOL = {"gte": "≥", "gt": ">", "lte": "≤", "lt": "<"}
 FAMILIES = {
@@ -88,6 +94,7 @@ def render_markdown(base: RuleBase) -> str:
         out += ["## Derived-fact definitions", ""]
         for rid in others:
             out += _rule_section(rid, base.by_id(rid), base)
+    out += _fact_glossary(base)
     out += ["## Derived facts", "", "| ID | Values (precedence) | Meaning | Sources |", "|---|---|---|---|"]
     for d in base.derived.values():
         out.append(f"| {d.id} | {', '.join(d.values)} | {_cell(d.description)} | {', '.join(d.sources)} |")
@@ -110,6 +117,7 @@ def _rule_section(rid: str, rules: list[Rule], base: RuleBase) -> list[str]:
         title = f" *{r.title}*" if len(rules) > 1 and r.title != rules[0].title else ""
         out.append(f"- **If** {describe_condition(r, base)}{title}")
         out.append(f"  **then** {describe_outcome(r)}")
+        out += _card_words(r, base)
     sources = sorted({s for r in rules for s in r.sources})
     thresholds = sorted({t for r in rules for t in r.thresholds})
     out.append("")
@@ -117,6 +125,122 @@ def _rule_section(rid: str, rules: list[Rule], base: RuleBase) -> list[str]:
     out.append(f"File: `rules/{rules[0].file}`.")
     out.append("")
     return out
+
+
+def _card_words(rule: Rule, base: RuleBase) -> list[str]:
+    """The words that reach the EHR: the card's text and each suggestion's label."""
+    if not rule.conclude:
+        return []
+    c = rule.conclude
+    group = base.cards.get(c["card"], {})
+    out = [f"  - Card *{group.get('title', c['card'])}* ({c['indicator']}): {_cell(c['text'])}"]
+    for name in c.get("suggestions", []):
+        out.append(f"  - Suggestion: {_cell(base.suggestions[name]['label'])}")
+    for name in c.get("draft_suggestions", []):
+        out.append(f"  - Suggestion on the draft order: {_cell(base.draft_suggestions[name]['label'])}")
+    return out
+
+
+def _fact_glossary(base: RuleBase) -> list[str]:
+    out = [
+        "## Fact glossary",
+        "",
+        "Every fact the rules read, from `rules/facts.yaml`. Codes and local fallbacks per fact:",
+        "[fact-sources.md](fact-sources.md).",
+        "",
+        "| Fact | Type | Per | Meaning | Sources | Window | When absent |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for fid, f in sorted(base.facts.items()):
+        kind = f"{f.type}: {', '.join(f.values)}" if f.values else f.type + (f" ({f.unit})" if f.unit else "")
+        out.append(
+            f"| {fid} | {_cell(kind)} | {f.per} | {_cell(f.meaning)} | {_cell(_sources(f))} | "
+            f"{f'`{f.window}`' if f.window else '-'} | {_cell(_absence(f))} |"
+        )
+    return out + [""]
+
+
+def _sources(fact: FactSpec) -> str:
+    parts = []
+    for s in fact.sources:
+        codes = [*(f"VS {v}" for v in s.valuesets), *(f"local {c}" for c in s.local_codes)]
+        elements = f".{'/'.join(s.elements)}" if s.elements else ""
+        parts.append(f"{s.resource}{elements}" + (f" ({', '.join(codes)})" if codes else ""))
+    return "; ".join(parts)
+
+
+def _absence(fact: FactSpec) -> str:
+    if fact.closed_world is None:
+        return "unknown"
+    return f"{_word(fact.closed_world.absent)} if {', '.join(fact.closed_world.lists)} obtained, else unknown"
+
+
+SYSTEMS = {
+    "http://snomed.info/sct": "SNOMED CT",
+    "http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM",
+    "http://loinc.org": "LOINC",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
+    "http://www.whocc.no/atc": "ATC",
+    "http://www.ama-assn.org/go/cpt": "CPT",
+    "http://unitsofmeasure.org": "UCUM",
+}
+
+
+def render_fact_sources(base: RuleBase, profiles_dir: str | Path) -> str:
+    """docs/fact-sources.md: fact -> standard sources (ValueSets and their code systems) -> local fallback."""
+    valuesets = {
+        p.name.removeprefix("ValueSet-").removesuffix(".json"): json.loads(p.read_text(encoding="utf-8"))
+        for p in sorted(Path(profiles_dir).glob("ValueSet-*.json"))
+    }
+    out = [
+        "# Fact sources",
+        "",
+        "Generated from `rules/facts.yaml` and the ValueSets in `fhir_profiles/` by",
+        "`python -m service.engine.reference --fact-sources`; do not edit by hand. For each fact: the",
+        "FHIR resources and elements read, the standard codes (ValueSets, by code system), and the",
+        "local code used only where no standard code exists. A fact is unknown when its data are",
+        "missing, unless *Absent* says which complete lists make absence count.",
+        "",
+        "| Fact | Resource.elements | Standard sources (ValueSet: code systems) | Local fallback | Window | Absent |",
+        "|---|---|---|---|---|---|",
+    ]
+    for fid, f in sorted(base.facts.items()):
+        resources = "; ".join(f"{s.resource}" + (f".{'/'.join(s.elements)}" if s.elements else "") for s in f.sources)
+        named = dict.fromkeys(v for s in f.sources for v in s.valuesets)
+        standard = "; ".join(_valueset_line(v, valuesets.get(v)) for v in named)
+        local = ", ".join(dict.fromkeys(c for s in f.sources for c in s.local_codes))
+        out.append(
+            f"| {fid} | {_cell(resources)} | {_cell(standard) or '-'} | {_cell(local) or '-'} | "
+            f"{f'`{f.window}`' if f.window else '-'} | {_cell(_absence(f))} |"
+        )
+    out += ["", "## Notes", ""]
+    for fid, f in sorted(base.facts.items()):
+        notes = [s.note for s in f.sources if s.note] + ([f.algorithm] if f.algorithm else [])
+        if notes:
+            out.append(f"- **{fid}**: {'; '.join(notes)}.")
+    return "\n".join(out) + "\n"
+
+
+def _valueset_line(vs_id: str, vs: dict[str, Any] | None) -> str:
+    if vs is None:
+        return f"{vs_id} (missing)"
+    systems: dict[str, list[str]] = {}
+    for inc in (vs.get("compose") or {}).get("include", []):
+        name = SYSTEMS.get(inc.get("system", ""), "local" if "spinecds" in inc.get("system", "") else inc.get("system"))
+        entry = systems.setdefault(name, [])
+        entry += [f"is-a {f['value']}" for f in inc.get("filter", [])]
+        if inc.get("concept"):
+            entry.append(f"{len(inc['concept'])} code{'s' if len(inc['concept']) > 1 else ''}")
+    expansion = (vs.get("expansion") or {}).get("contains", [])
+    if expansion:
+        counted: dict[str, int] = {}
+        for c in expansion:
+            name = SYSTEMS.get(c.get("system", ""), "local")
+            counted[name] = counted.get(name, 0) + 1
+        for name, n in counted.items():
+            systems.setdefault(name, []).append(f"{n} in expansion")
+    parts = [f"{name} ({', '.join(detail)})" if detail else name for name, detail in systems.items()]
+    return f"{vs_id}: {', '.join(parts)}"
 
 
 def _word(value: Any) -> str:
@@ -133,8 +257,13 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def main() -> None:
-    sys.stdout.write(render_markdown(load_rulebase(REPO_ROOT / "rules")))
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    base = load_rulebase(REPO_ROOT / "rules")
+    if args == ["--fact-sources"]:
+        sys.stdout.write(render_fact_sources(base, REPO_ROOT / "fhir_profiles"))
+    else:
+        sys.stdout.write(render_markdown(base))
 
 
 if __name__ == "__main__":

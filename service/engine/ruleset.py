@@ -19,22 +19,51 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
+
+from service.config import ConfigError
+
+from . import schema
 
 # libyaml's safe loader is ~7x faster than the pure-Python one (worker cold start)
 _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-COMPARATORS = ("is", "in", "not", "gte", "gt", "lte", "lt", "unknown", "known")
 NUMERIC = {"gte": "$gte", "gt": "$gt", "lte": "$lte", "lt": "$lt"}
-INDICATORS = ("info", "warning", "critical")
+INDICATORS = ("info", "warning", "critical")  # ascending severity
 
 
-class RuleError(ValueError):
-    pass
+class RuleError(ConfigError):
+    """The rule base is broken: the service must not start with it (a configuration error)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a rule file: the file, the path inside it, the line (when found) and what is wrong."""
+
+    file: str
+    path: tuple[str | int, ...]
+    message: str
+    line: int | None = None
+    rule: str = ""  # the rule's id, when the problem is inside a rule
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in self.path).lstrip(".")
+        return f"{where}: {self.rule + ' ' if self.rule else ''}{path or '(file)'}: {self.message}"
+
+
+class RuleBaseError(RuleError):
+    """Every problem of the rule base at once, each with file, line and path."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        listing = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"the rule base has {len(problems)} problem(s):\n{listing}")
 
 
 @dataclass(frozen=True)
@@ -61,6 +90,7 @@ class Rule:
     unknown_variant: bool = True
     file: str = ""
     stratum: int = 0
+    index: int = 0  # position in its file's ``rules`` list
 
     @property
     def reads_derived(self) -> set[str]:
@@ -96,6 +126,7 @@ class RuleBase:
     override_reasons: list[dict[str, str]]
     digest: str
     draft_suggestions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    facts: dict[str, schema.FactSpec] = field(default_factory=dict)
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # cards.yaml: what a clinician sees
     references: dict[str, dict[str, Any]] = field(default_factory=dict)  # cards.yaml: cited works by key
     withhold: dict[str, list[str]] = field(default_factory=dict)  # cards.yaml: a fired rule withholds others
@@ -118,86 +149,332 @@ def _rule_sort_key(rule_id: str) -> tuple[str, int, str]:
 
 
 def load_rulebase(rules_dir: str | Path, threshold_overrides: Mapping[str, Any] | None = None) -> RuleBase:
-    root = Path(rules_dir)
-    texts: list[str] = []
-
-    def read(path: Path) -> Any:
-        text = path.read_text(encoding="utf-8")
-        texts.append(text)
-        return yaml.load(text, Loader=_SafeLoader)  # a safe loader
-
-    thresholds = {k: dict(v) for k, v in read(root / "thresholds.yaml").items()}
-    for name, value in (threshold_overrides or {}).items():
-        if name not in thresholds:
-            raise RuleError(f"thresholds file: unknown threshold {name!r}")
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise RuleError(f"thresholds file: {name} must be a number")
-        thresholds[name]["value"] = value
-        thresholds[name]["local_default"] = False
-    for spec in thresholds.values():
-        spec.setdefault("local_default", True)
-    derived_doc = read(root / "derived.yaml")
-    derived = {
-        d["id"]: DerivedFact(
-            d["id"],
-            d.get("description", ""),
-            [str(v) for v in d.get("values", ["true", "unknown"])],
-            list(d.get("sources", [])),
-        )
-        for d in derived_doc["derived"]
-    }
-    cards_doc = read(root / "cards.yaml")
-    rules: list[Rule] = []
-    for path in sorted(root.glob("rules-*.yaml")):
-        doc = read(path)
-        for raw in doc.get("rules", []):
-            rules.append(_parse_rule(raw, path.name))
-    base = RuleBase(
-        rules,
-        derived,
-        thresholds,
-        cards_doc.get("cards", {}),
-        cards_doc.get("suggestions", {}),
-        list(cards_doc.get("override_reasons", [])),
-        hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12],
-        cards_doc.get("draft_suggestions", {}),
-        cards_doc.get("decisions", {}),
-        cards_doc.get("references", {}),
-        {k: list(v) for k, v in cards_doc.get("withhold", {}).items()},
-    )
-    _check(base)
-    _stratify(base)
+    """Load, validate and stratify ``rules_dir``; a :class:`RuleBaseError` lists every problem at once."""
+    loader = _Loader(Path(rules_dir))
+    base = loader.load(threshold_overrides or {})
+    if loader.problems:
+        raise RuleBaseError(loader.locate())
+    try:
+        _stratify(base)
+    except RuleError as exc:
+        raise RuleBaseError([Problem("rules-*.yaml", (), str(exc))]) from exc
     return base
 
 
-def _parse_rule(raw: Mapping[str, Any], file: str) -> Rule:
-    rid = raw.get("id")
-    if not isinstance(rid, str):
-        raise RuleError(f"{file}: rule without id")
-    if "match" in raw and "match_any" in raw:
-        raise RuleError(f"{rid}: use either match or match_any")
-    raw_branches = raw.get("match_any") or [raw.get("match")]
-    branches = [[_parse_atom(rid, alias, spec) for alias, spec in (b or {}).items()] for b in raw_branches]
-    if not all(branches):
-        raise RuleError(f"{rid}: empty match")
-    derive = None
-    if "derive" in raw:
-        d = raw["derive"]
-        derive = (d["fact"], _as_value(d.get("value", True)))
-    conclude = raw.get("conclude")
-    if derive is None and conclude is None:
-        raise RuleError(f"{rid}: a rule needs derive, conclude or both")
+def check_rulebase(rules_dir: str | Path, threshold_overrides: Mapping[str, Any] | None = None) -> list[Problem]:
+    """Every problem of the rule base (empty when it loads): ``spinecds rules --check``."""
+    try:
+        load_rulebase(rules_dir, threshold_overrides)
+    except RuleBaseError as exc:
+        return exc.problems
+    return []
+
+
+class _Loader:
+    """Reads every rule file, validates each against its schema, then checks the files against each other."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.texts: dict[str, str] = {}
+        self.problems: list[Problem] = []
+
+    # -- reading and schema
+
+    def read(self, name: str) -> Any:
+        path = self.root / name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            self.problems.append(Problem(name, (), f"cannot read: {exc.strerror or exc}"))
+            return None
+        self.texts[name] = text
+        try:
+            return yaml.load(text, Loader=_SafeLoader)  # a safe loader
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            self.problems.append(Problem(name, (), f"not valid YAML: {getattr(exc, 'problem', exc)}", line))
+            return None
+
+    def validate(
+        self, name: str, model: type[schema.Strict], data: Any, prefix: tuple[str | int, ...] = (), rule: str = ""
+    ) -> Any:
+        """``model`` validated from ``data``, or None after recording every schema error with its path."""
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            self.problems.extend(replace(p, rule=rule) for p in _schema_problems(name, exc, data, prefix))
+            return None
+
+    def problem(self, name: str, path: tuple[str | int, ...], message: str, rule: str = "") -> None:
+        self.problems.append(Problem(name, path, message, rule=rule))
+
+    def locate(self) -> list[Problem]:
+        """The problems with the line each path points to (the YAML is composed again only when something is wrong)."""
+        nodes: dict[str, Any] = {}
+        out = []
+        for p in self.problems:
+            if p.line is None and p.file in self.texts:
+                if p.file not in nodes:
+                    nodes[p.file] = _compose(self.texts[p.file])
+                p = replace(p, line=_line_of(nodes[p.file], p.path))
+            out.append(p)
+        return sorted(out, key=lambda p: (p.file, p.line or 0))
+
+    # -- the whole rule base
+
+    def load(self, overrides: Mapping[str, Any]) -> RuleBase:
+        self.broken: set[str] = set()  # declarations that failed their schema: patterns reading them are not checked
+        raw_thresholds = self.read("thresholds.yaml")
+        thresholds = {
+            name: spec.model_dump() | {"value": raw_thresholds[name]["value"]}
+            for name, spec in self.entries("thresholds.yaml", raw_thresholds, (), schema.Threshold).items()
+        }
+        for name, value in overrides.items():
+            if name not in thresholds:
+                self.problem("SPINECDS_THRESHOLDS_FILE", (name,), "unknown threshold")
+            elif not isinstance(value, int | float) or isinstance(value, bool):
+                self.problem("SPINECDS_THRESHOLDS_FILE", (name,), "must be a number")
+            else:
+                thresholds[name]["value"] = value
+                thresholds[name]["local_default"] = False
+        for spec in thresholds.values():
+            spec.setdefault("local_default", True)
+
+        listed = self.top("derived.yaml", schema.DerivedFile, "derived", [])
+        by_id = {str(d.get("id")): d for d in listed if isinstance(d, Mapping)} if isinstance(listed, list) else {}
+        declared = self.entries("derived.yaml", by_id, ("derived",), schema.DerivedSpec, index=True)
+        derived = {k: DerivedFact(d.id, d.description, list(d.values), list(d.sources)) for k, d in declared.items()}
+        facts = self.entries(
+            "facts.yaml", self.top("facts.yaml", schema.FactsFile, "facts", {}), ("facts",), schema.FactSpec
+        )
+        raw_cards = self.read("cards.yaml")
+        self.validate("cards.yaml", schema.CardsFile, raw_cards)
+        cards = raw_cards if isinstance(raw_cards, Mapping) else {}
+
+        rules: list[Rule] = []
+        self.rule_ids: set[str] = set()  # every rule's id, valid or not (a broken rule is reported once)
+        located: list[tuple[Rule, schema.RuleSpec, int]] = []
+        for path in sorted(self.root.glob("rules-*.yaml")):
+            raw = self.read(path.name)
+            if raw is None or self.validate(path.name, schema.RulesFile, raw) is None:
+                continue
+            for index, raw_rule in enumerate(raw["rules"]):
+                rid = str(raw_rule.get("id", "")) if isinstance(raw_rule, Mapping) else ""
+                self.rule_ids.add(rid)
+                spec = self.validate(path.name, schema.RuleSpec, raw_rule, ("rules", index), rid)
+                if spec is not None:
+                    rule = _rule(spec, raw_rule, path.name, index)
+                    rules.append(rule)
+                    located.append((rule, spec, index))
+        base = RuleBase(
+            rules,
+            derived,
+            thresholds,
+            cards.get("cards", {}),
+            cards.get("suggestions", {}),
+            list(cards.get("override_reasons", [])),
+            hashlib.sha256("\n".join(self.texts[k] for k in sorted(self.texts)).encode()).hexdigest()[:12],
+            cards.get("draft_suggestions", {}),
+            facts,
+            cards.get("decisions", {}),
+            cards.get("references", {}),
+            {k: list(v) for k, v in (cards.get("withhold") or {}).items()},
+        )
+        self.check_facts(base)
+        self.check_cards(base)
+        for rule, spec, index in located:
+            self.check_rule(base, rule, spec, ("rules", index))
+        return base
+
+    def top(self, name: str, model: type[schema.Strict], key: str, empty: Any) -> Any:
+        """The ``key`` entries of a file whose other top-level keys are validated by ``model``."""
+        raw = self.read(name)
+        if raw is None:
+            return empty
+        if not isinstance(raw, Mapping):
+            self.problem(name, (), f"expected a mapping with {key!r}")
+            return empty
+        self.validate(name, model, {**raw, key: empty})
+        return raw.get(key, empty)
+
+    def entries(
+        self, name: str, raw: Any, at: tuple[str | int, ...], model: type[Any], *, index: bool = False
+    ) -> dict[str, Any]:
+        """Each entry of a mapping validated on its own: the valid ones (the others are problems, and broken)."""
+        if not isinstance(raw, Mapping):
+            self.problem(name, at, "expected a mapping of entries")
+            return {}
+        out = {}
+        for i, (key, value) in enumerate(raw.items()):
+            spec = self.validate(name, model, value, at + ((i,) if index else (str(key),)))
+            if spec is None:
+                self.broken.add(str(key))
+            else:
+                out[str(key)] = spec
+        return out
+
+    # -- cross-file checks
+
+    def check_facts(self, base: RuleBase) -> None:
+        from service.facts.extract import catalogue_fact_ids  # the extractor asserts the facts declared here
+
+        asserted = set(catalogue_fact_ids())
+        for fid in sorted(set(base.facts) - asserted):
+            self.problem("facts.yaml", ("facts", fid), "declared, but no extractor asserts it (facts/extract.py)")
+        for fid in sorted(asserted - set(base.facts) - self.broken):
+            self.problem("facts.yaml", ("facts",), f"{fid}: asserted by the extractor but not declared")
+        for fid, spec in base.facts.items():
+            if spec.window is not None and spec.window not in base.thresholds:
+                self.problem("facts.yaml", ("facts", fid, "window"), f"unknown threshold {spec.window!r}")
+
+    def check_cards(self, base: RuleBase) -> None:
+        ids = self.rule_ids
+        for name, group in base.cards.items():
+            for i, rid in enumerate(group.get("order", [])):
+                if rid not in ids:
+                    self.problem("cards.yaml", ("cards", name, "order", i), f"no rule {rid}")
+            for i, target in enumerate(group.get("suppresses", [])):
+                if target not in base.cards:
+                    self.problem("cards.yaml", ("cards", name, "suppresses", i), f"no card group {target!r}")
+            for key in ("decision", "needs_data_to"):
+                if key in group and group[key] not in base.decisions:
+                    self.problem("cards.yaml", ("cards", name, key), f"unknown decision {group[key]!r}")
+        for rid, withheld in base.withhold.items():
+            for i, target in enumerate([rid, *withheld]):
+                if target not in ids:
+                    self.problem("cards.yaml", ("withhold", rid) + ((i - 1,) if i else ()), f"no rule {target}")
+
+    def check_rule(self, base: RuleBase, rule: Rule, spec: schema.RuleSpec, at: tuple[str | int, ...]) -> None:
+        file = rule.file
+
+        def problem(path: tuple[str | int, ...], message: str) -> None:
+            self.problem(file, path, message, rule.id)
+
+        multi = spec.match_any is not None
+        for b, branch in enumerate(spec.branches):
+            where = at + (("match_any", b) if multi else ("match",))
+            for alias, pattern in branch.items():
+                if {pattern.target, str(pattern.operand)} & self.broken:
+                    continue  # its declaration is broken, and reported
+                wrong = _pattern_problem(base, pattern, branch)
+                if wrong:
+                    problem(where + (alias, *wrong[0]), wrong[1])
+        if spec.derive:
+            d = base.derived.get(spec.derive.fact)
+            if d is None:
+                problem(at + ("derive", "fact"), f"{spec.derive.fact} is not declared in derived.yaml")
+            elif _as_value(spec.derive.value) not in d.values:
+                problem(at + ("derive", "value"), f"{d.id} takes {', '.join(d.values)}, not {spec.derive.value!r}")
+        if spec.conclude:
+            c = spec.conclude
+            group = base.cards.get(c.card)
+            if group is None:
+                problem(at + ("conclude", "card"), f"no card group {c.card!r} in cards.yaml")
+            elif rule.id not in group.get("order", []):
+                problem(at + ("conclude", "card"), f"{rule.id} is not in the order of card group {c.card}")
+            for key, known in (("suggestions", base.suggestions), ("draft_suggestions", base.draft_suggestions)):
+                for i, name in enumerate(getattr(c, key)):
+                    if name not in known:
+                        problem(at + ("conclude", key, i), f"no {key[:-1].replace('_', ' ')} {name!r}")
+            for i, name in enumerate(c.thresholds):
+                if name not in base.thresholds and name not in self.broken:
+                    problem(at + ("conclude", "thresholds", i), f"unknown threshold {name!r}")
+
+
+def _pattern_problem(
+    base: RuleBase, p: schema.Pattern, branch: Mapping[str, schema.Pattern]
+) -> tuple[tuple[str, ...], str] | None:
+    """What is wrong with one pattern, checked against the fact it reads: (path inside it, message), or None."""
+    op, operand = p.op, p.operand
+    if p.same_level is not None:
+        other = branch.get(p.same_level)
+        if other is None:
+            return ("same_level",), f"no pattern {p.same_level!r} in this match"
+        for fid in (p.target, other.target):
+            fact = base.facts.get(fid)
+            if fact is not None and fact.per != "level":
+                return ("same_level",), f"{fid} is a per-patient fact; same_level needs per-level facts"
+    if op in {"is", "not"} and isinstance(operand, str) and operand in base.thresholds:
+        return (op,), f"{operand!r} is a threshold: compare it with gte/gt/lte/lt, not {op}"
+    if p.derived is not None:
+        d = base.derived.get(p.derived)
+        if d is None:
+            return ("derived",), f"{p.derived} is not declared in derived.yaml"
+        if op not in {"is", "in", "not"}:
+            return (op,), f"derived fact {d.id}: only is, in or not"
+        takes = [*d.values, "false"]
+        for value in operand if op == "in" else [operand]:
+            if _as_value(value) not in takes:
+                return (op,), f"{d.id} takes {', '.join(takes)}, never {value!r}"
+        return None
+    fact = base.facts.get(p.target)
+    if fact is None:
+        return ("fact",), f"{p.target} is not declared in facts.yaml"
+    if op in {"unknown", "known"}:
+        return None
+    if op in NUMERIC:
+        if fact.type != "number":
+            return (op,), f"{p.target} is a {fact.type} fact: {op} compares numbers only"
+        if isinstance(operand, bool):
+            return (op,), "needs a number or a threshold name"
+        if isinstance(operand, str) and operand not in base.thresholds:
+            return (op,), f"unknown threshold {operand!r}"
+        return None
+    for value in operand if op == "in" else [operand]:
+        wrong = _value_problem(fact, value)
+        if wrong:
+            return (op,), f"{p.target}: {wrong}"
+    return None
+
+
+def _value_problem(fact: schema.FactSpec, value: Any) -> str | None:
+    if fact.type == "boolean" and not isinstance(value, bool):
+        return f"a boolean fact is true or false, not {value!r}"
+    if fact.type == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return f"a number fact compares with numbers, not {value!r}"
+    if fact.type == "enum" and value not in fact.values:
+        return f"takes {', '.join(fact.values)}, never {value!r}"
+    if fact.type == "string" and not isinstance(value, str):
+        return f"a string fact compares with text, not {value!r}"
+    return None
+
+
+def _rule(spec: schema.RuleSpec, raw: Mapping[str, Any], file: str, index: int) -> Rule:
+    branches = [
+        [
+            Atom(
+                alias,
+                p.target,
+                p.derived is not None,
+                p.op,
+                _derived_operand(p) if p.derived is not None else p.operand,
+                p.same_level,
+                p.src,
+                p.src_not,
+            )
+            for alias, p in branch.items()
+        ]
+        for branch in spec.branches
+    ]
+    derive = (spec.derive.fact, _as_value(spec.derive.value)) if spec.derive else None
+    conclude = dict(raw["conclude"]) if spec.conclude else None
     return Rule(
-        rid,
-        raw.get("title", rid),
-        raw.get("catalogue", ""),
-        list(raw.get("sources", [])),
+        spec.id,
+        spec.title,
+        spec.catalogue,
+        list(spec.sources),
         branches,
         derive,
         conclude,
-        bool(raw.get("unknown_variant", True)),
+        spec.unknown_variant,
         file,
+        index=index,
     )
+
+
+def _derived_operand(p: schema.Pattern) -> Any:
+    return [_as_value(v) for v in p.operand] if p.op == "in" else _as_value(p.operand)
 
 
 def _as_value(value: Any) -> str:
@@ -206,76 +483,61 @@ def _as_value(value: Any) -> str:
     return str(value)
 
 
-def _parse_atom(rid: str, alias: str, spec: Mapping[str, Any]) -> Atom:
-    if not isinstance(spec, Mapping):
-        raise RuleError(f"{rid}.{alias}: pattern must be a mapping")
-    if ("fact" in spec) == ("derived" in spec):
-        raise RuleError(f"{rid}.{alias}: name exactly one of fact or derived")
-    ops = [k for k in COMPARATORS if k in spec]
-    if len(ops) != 1:
-        raise RuleError(f"{rid}.{alias}: exactly one comparator of {COMPARATORS}")
-    extra = set(spec) - set(COMPARATORS) - {"fact", "derived", "same_level", "src", "src_not"}
-    if extra:
-        raise RuleError(f"{rid}.{alias}: unknown keys {sorted(extra)}")
-    derived = "derived" in spec
-    op = ops[0]
-    operand = spec[op]
-    if derived:
-        operand = [_as_value(v) for v in operand] if op == "in" else _as_value(operand)
-    return Atom(
-        alias,
-        spec.get("derived") or spec["fact"],
-        derived,
-        op,
-        operand,
-        spec.get("same_level"),
-        spec.get("src"),
-        spec.get("src_not"),
-    )
+def _schema_problems(file: str, exc: ValidationError, data: Any, prefix: tuple[str | int, ...]) -> list[Problem]:
+    """pydantic's errors as problems on the YAML path (union-member tags dropped, one problem per path)."""
+    by_path: dict[tuple[str | int, ...], list[str]] = {}
+    for err in exc.errors():
+        path = _data_path(data, err["loc"], err["type"])
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        by_path.setdefault(path, [])
+        if message not in by_path[path]:
+            by_path[path].append(message)
+    if prefix == () and file == "thresholds.yaml":
+        return [Problem(file, path[1:], "; ".join(msgs)) for path, msgs in by_path.items()]
+    return [Problem(file, prefix + path, "; ".join(msgs)) for path, msgs in by_path.items()]
 
 
-def _check(base: RuleBase) -> None:
-    from service.facts.extract import catalogue_fact_ids  # the extractor defines the fact layer
+def _data_path(data: Any, loc: tuple[Any, ...], kind: str) -> tuple[str | int, ...]:
+    """The part of pydantic's ``loc`` that walks ``data`` (its union tags such as ``int`` are not keys)."""
+    path: list[str | int] = []
+    node = data
+    for i, step in enumerate(loc):
+        in_mapping = isinstance(node, Mapping) and step in node
+        if in_mapping or (isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)):
+            node = node[step]
+        elif i == len(loc) - 1 and kind in {"missing", "extra_forbidden"}:
+            path.append(step)
+            break
+        else:
+            continue
+        path.append(step)
+    return tuple(path)
 
-    facts = set(catalogue_fact_ids())
-    for name, group in base.cards.items():
-        if not set(group.get("orders", [])) <= {"va", "rt", "other"}:
-            raise RuleError(f"card group {name}: orders must list va, rt and/or other")
-        for key in ("decision", "needs_data_to"):
-            if key in group and group[key] not in base.decisions:
-                raise RuleError(f"card group {name}: {key} names unknown decision {group[key]}")
-    for rule in base.rules:
-        for fid in rule.reads_facts - facts:
-            raise RuleError(f"{rule.id}: unknown fact {fid}")
-        for did in rule.reads_derived - set(base.derived):
-            raise RuleError(f"{rule.id}: unknown derived fact {did}")
-        if rule.derive and rule.derive[0] not in base.derived:
-            raise RuleError(f"{rule.id}: derives undeclared {rule.derive[0]}")
-        if rule.derive and rule.derive[1] not in base.derived[rule.derive[0]].values:
-            raise RuleError(f"{rule.id}: value {rule.derive[1]} not declared for {rule.derive[0]}")
-        for name in rule.thresholds:
-            if name not in base.thresholds:
-                raise RuleError(f"{rule.id}: unknown threshold {name}")
-        if rule.conclude:
-            c = rule.conclude
-            if c.get("card") not in base.cards:
-                raise RuleError(f"{rule.id}: unknown card group {c.get('card')}")
-            if c.get("indicator") not in INDICATORS:
-                raise RuleError(f"{rule.id}: indicator must be one of {INDICATORS}")
-            for s in c.get("suggestions", []):
-                if s not in base.suggestions:
-                    raise RuleError(f"{rule.id}: unknown suggestion {s}")
-            for s in c.get("draft_suggestions", []):
-                spec = base.draft_suggestions.get(s)
-                if spec is None:
-                    raise RuleError(f"{rule.id}: unknown draft suggestion {s}")
-                if spec.get("action") not in {"delete", "update"}:
-                    raise RuleError(f"draft suggestion {s}: action must be delete or update")
-        for branch in rule.branches:
-            aliases = {a.alias for a in branch}
-            for a in branch:
-                if a.same_level and a.same_level not in aliases:
-                    raise RuleError(f"{rule.id}.{a.alias}: same_level refers to unknown alias")
+
+def _compose(text: str) -> Any:
+    try:
+        return yaml.compose(text, Loader=_SafeLoader)
+    except yaml.YAMLError:
+        return None
+
+
+def _line_of(node: Any, path: tuple[str | int, ...]) -> int | None:
+    """The line of ``path`` in a composed YAML document (a key's own line), else of its nearest parent."""
+    if node is None:
+        return None
+    line: int = node.start_mark.line + 1
+    for step in path:
+        if isinstance(node, yaml.MappingNode):
+            hit = next(((k, v) for k, v in node.value if k.value == str(step)), None)
+            if hit is None:
+                return line
+            line, node = hit[0].start_mark.line + 1, hit[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            node = node.value[step]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
 
 
 def _stratify(base: RuleBase) -> None:

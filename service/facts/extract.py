@@ -302,7 +302,7 @@ def spinal_metastasis(inp: ExtractionInput) -> list[Fact]:
         )
         if any(inp.vocab.concept_in("skeletal-haematological", c.get("code")) for c in spinal):
             note += " (myeloma/plasmacytoma: skeletal disease)"
-        return [known("F-MET", True, [fd.ref(c) for c in spinal], note)]
+        return [known("F-MET", True, sorted(fd.ref(c) for c in spinal), note)]  # not in input order
     if inp.has("conditions"):
         return [known("F-MET", False, note="no spinal metastasis on the obtained problem list")]
     return [unknown("F-MET", "problem list not available")]
@@ -383,7 +383,7 @@ def metastatic_burden(inp: ExtractionInput) -> list[Fact]:
     levels = sorted({lvl for c in found for lvl in levels_of(inp, c)}, key=lambda x: LEVEL_ORDER.get(x, 99))
     if found and all(levels_of(inp, c) for c in found):
         count = known(
-            "F-MET-LEVELS", len(levels), [fd.ref(c) for c in found], f"metastatic levels: {', '.join(levels)}"
+            "F-MET-LEVELS", len(levels), sorted(fd.ref(c) for c in found), f"metastatic levels: {', '.join(levels)}"
         )
     elif found:
         count = unknown("F-MET-LEVELS", "a metastasis without a coded vertebral level", [fd.ref(c) for c in found])

@@ -25,17 +25,28 @@ def rule_catalogue(base: RuleBase) -> dict[str, Any]:
                 "needsFacts": sorted(r.reads_facts),
                 "needsDerived": sorted(r.reads_derived),
                 "derives": f"{r.derive[0]} = {r.derive[1]}" if r.derive else None,
-                "concludes": _conclusion(r.conclude),
+                "concludes": _conclusion(r.conclude, base),
             }
             for r in variants
         ]
         entry["needs"] = sorted({f for r in variants for f in r.reads_facts | r.reads_derived})
         entry["thresholdsInForce"] = [_threshold(base, name) for name in entry["thresholds"]]
         rules.append(entry)
-    return {"ruleBase": base.digest, "rules": rules}
+    facts = {
+        fid: {
+            "type": f.type,
+            "values": f.values,
+            "unit": f.unit,
+            "per": f.per,
+            "meaning": f.meaning,
+            "window": f.window,
+        }
+        for fid, f in sorted(base.facts.items())
+    }
+    return {"ruleBase": base.digest, "rules": rules, "facts": facts}
 
 
-def _conclusion(conclude: dict[str, Any] | None) -> dict[str, Any] | None:
+def _conclusion(conclude: dict[str, Any] | None, base: RuleBase) -> dict[str, Any] | None:
     if not conclude:
         return None
     return {
@@ -43,6 +54,9 @@ def _conclusion(conclude: dict[str, Any] | None) -> dict[str, Any] | None:
         "card": conclude.get("card"),
         "indicator": conclude.get("indicator"),
         "summary": conclude.get("summary"),
+        "text": conclude.get("text"),
+        "suggestions": [base.suggestions[s]["label"] for s in conclude.get("suggestions", [])]
+        + [base.draft_suggestions[s]["label"] for s in conclude.get("draft_suggestions", [])],
     }
 
 

@@ -38,6 +38,12 @@ def add_parsers(sub: Any) -> None:
     progress.add_argument("--no-progress", dest="progress", action="store_false", help="never show a progress bar")
     rules = sub.add_parser("rules", help="list the rule catalogue (ID, conclusion, sources)")
     rules.add_argument("--json", action="store_true", help="print the catalogue as JSON")
+    rules.add_argument(
+        "--check",
+        action="store_true",
+        help="check every rule file (schema, facts, comparators, references); print each problem with file, "
+        "line and path; exit 1 if there is any",
+    )
 
 
 def run_evaluate(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -133,8 +139,29 @@ def _print_summary(summary: Summary, out: TextIO) -> None:
         _table([(rule, str(n)) for rule, n in sorted(summary.cards_per_rule.items())], ("rule", "cards"), out, "  ")
 
 
+def _check_rules(out: TextIO, err: TextIO) -> int:
+    from service.app import _threshold_overrides
+    from service.engine.ruleset import check_rulebase
+
+    try:
+        settings = Settings.from_env()
+        problems = check_rulebase(settings.rules_dir, _threshold_overrides(settings.thresholds_file))
+    except ConfigError as exc:
+        print(f"spinecds: {exc}", file=err)
+        return EXIT_BAD_INPUT
+    for problem in problems:
+        print(problem, file=out)
+    if problems:
+        print(f"\n{len(problems)} problem(s) in {settings.rules_dir}", file=out)
+        return EXIT_ERRORS
+    print(f"rule base {settings.rules_dir}: no problems", file=out)
+    return EXIT_OK
+
+
 def run_rules(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
+    if args.check:
+        return _check_rules(out, err)
     try:
         settings = Settings.from_env()
         from service.app import _threshold_overrides

@@ -22,8 +22,36 @@ KEY_BY_TYPE = KEY_FOR_TYPE
 ALL_KEYS = list(PREFETCH)
 
 
+POSITIVE = ("fire", "cards", "first_card", "draft_actions")  # what a case can expect to be there
+
+
+class CaseError(ValueError):
+    pass
+
+
 def load_cases(directory: Path = CASES_DIR) -> list[tuple[str, dict[str, Any]]]:
-    return [(p.stem, json.loads(p.read_text(encoding="utf-8"))) for p in sorted(directory.glob("*.json"))]
+    """Every case of ``directory``; a case that asserts only absences is refused (it passes on a broken product)."""
+    cases = [(p.stem, json.loads(p.read_text(encoding="utf-8"))) for p in sorted(directory.glob("*.json"))]
+    for name, case in cases:
+        check_case(name, case)
+    return cases
+
+
+def check_case(name: str, case: dict[str, Any]) -> None:
+    expect = case.get("expect")
+    if not isinstance(expect, dict):
+        raise CaseError(f"{name}: no expect")
+    positive = [key for key in POSITIVE if expect.get(key)]
+    reason = expect.get("no_cards_reason")
+    if expect.get("status", 200) != 200:
+        return  # an error status is itself the positive expectation
+    if reason is not None and (positive or not isinstance(reason, str) or not reason.strip()):
+        raise CaseError(f"{name}: no_cards_reason says why the patient gets no card; it excludes {positive}")
+    if reason is None and not positive:
+        raise CaseError(
+            f"{name}: asserts only absences; add what must fire (fire/cards/first_card/draft_actions) "
+            "or an explicit no_cards_reason when the patient is out of scope"
+        )
 
 
 def _key_for(resource: dict[str, Any]) -> str:
