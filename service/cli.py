@@ -39,17 +39,22 @@ def _serve(args: argparse.Namespace) -> int:
 
     private_metrics_dir, master_pid = prepare_multiprocess_dir(), os.getpid()
     from service.app import create_app
-    from service.ops.logging import gunicorn_logconfig
+    from service.ops.logging import configure_logging, gunicorn_logconfig
     from service.ops.metrics import worker_exited
     from service.serving import preloaded_app, server_options
 
-    def drop_inherited_connections(app: Any) -> None:
+    def in_worker(app: Any) -> None:
         # pooled connections opened by the master must not be shared across processes
         app.extensions["spinecds"].db.dispose(close=False)
+        configure_logging(settings.log_level)  # see on_starting
 
     options = {
         **server_options(args.host, args.port, args.workers, args.threads),
         "logconfig_dict": gunicorn_logconfig(settings.log_level),
+        # the app is built before gunicorn configures its logging, which leaves the root logger without the
+        # app's JSON handler: put it back in the master and in every worker (else request, access and audit
+        # lines were lost and warnings came out as plain text)
+        "on_starting": lambda _arbiter: configure_logging(settings.log_level),
         "child_exit": lambda _arbiter, worker: worker_exited(worker.pid),
     }
     if settings.auth != "required":
@@ -75,7 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
             configure_logging(settings.log_level)
             logging.getLogger("spinecds").critical("not starting: configuration error: %s", exc)
             return 2
-        preloaded_app(lambda: app, options, after_fork=drop_inherited_connections).run()
+        preloaded_app(lambda: app, options, after_fork=in_worker).run()
     finally:  # gunicorn exits through SystemExit, in the master and in each forked worker
         remove_private_dir(private_metrics_dir, master_pid)
     return 0
