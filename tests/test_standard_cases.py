@@ -18,13 +18,11 @@ from typing import Any
 import pytest
 from support.cases import (
     STANDARD_CASES_DIR,
+    assert_case,
     build_request,
-    card_indicators,
     comparable,
-    fired_rules,
     load_cases,
 )
-from support.cds_checker import check_cards_response, errors_only
 
 CASES = load_cases(STANDARD_CASES_DIR)
 CODE_SYSTEMS = {
@@ -48,26 +46,7 @@ def _params() -> list[Any]:
 
 @pytest.mark.parametrize(("name", "case"), _params())
 def test_standard_case(client: Any, name: str, case: dict[str, Any]) -> None:
-    service, body = build_request(case)
-    response = client.post(f"/cds-services/{service}", json=body)
-    expect = case["expect"]
-    assert response.status_code == expect.get("status", 200), response.get_json()
-    if response.status_code != 200:
-        return
-    cards = response.get_json()["cards"]
-    assert errors_only(check_cards_response(response.get_json(), require_uuids=True)) == []
-    fired = fired_rules(cards)
-    if "no_cards_reason" in expect:
-        assert cards == [], f"{name}: no cards expected ({expect['no_cards_reason']}); fired {sorted(fired)}"
-    missing = set(expect.get("fire", [])) - fired
-    assert not missing, f"{name}: expected rules did not fire: {sorted(missing)}; fired {sorted(fired)}"
-    unexpected = set(expect.get("not_fire", [])) & fired
-    assert not unexpected, f"{name}: rules fired that must not: {sorted(unexpected)}; fired {sorted(fired)}"
-    indicators = card_indicators(cards)
-    for group, indicator in expect.get("cards", {}).items():
-        assert indicators.get(group) == indicator, f"{name}: card {group}: {indicators}"
-    for group in expect.get("absent_cards", []):
-        assert group not in indicators, f"{name}: card {group} must not be shown"
+    assert_case(client, name, case)
 
 
 @pytest.mark.parametrize(

@@ -174,3 +174,48 @@ def comparable(cards: Iterable[dict[str, Any]]) -> list[Any]:
             )
         )
     return sorted(out)
+
+
+def assert_case(client: Any, name: str, case: dict[str, Any]) -> None:
+    """Post a case's request and check every expectation it states (the one runner of both case suites)."""
+    from support.cds_checker import check_cards_response, errors_only
+
+    service, body = build_request(case)
+    response = client.post(f"/cds-services/{service}", json=body)
+    expect = case["expect"]
+    assert response.status_code == expect.get("status", 200), response.get_json()
+    if response.status_code != 200:
+        return
+    cards = response.get_json()["cards"]
+    assert errors_only(check_cards_response(response.get_json(), require_uuids=True)) == []
+    if "no_cards_reason" in expect:
+        assert cards == [], f"{name}: no card expected ({expect['no_cards_reason']}); got {card_indicators(cards)}"
+    fired = fired_rules(cards)
+    missing = set(expect.get("fire", [])) - fired
+    assert not missing, f"{name}: expected rules did not fire: {sorted(missing)}; fired {sorted(fired)}"
+    unexpected = set(expect.get("not_fire", [])) & fired
+    assert not unexpected, f"{name}: rules fired that must not: {sorted(unexpected)}; fired {sorted(fired)}"
+    indicators = card_indicators(cards)
+    for group, indicator in expect.get("cards", {}).items():
+        assert indicators.get(group) == indicator, f"{name}: card {group}: {indicators}"
+    if "first_card" in expect:
+        assert cards and cards[0]["extension"]["org.spinecds.trace"]["card"] == expect["first_card"], indicators
+    for group in expect.get("absent_cards", []):
+        assert group not in indicators, f"{name}: card {group} must not be shown"
+    for group, actions in expect.get("draft_actions", {}).items():
+        assert draft_actions(cards, group) == sorted(actions), f"{name}: actions on the draft in card {group}"
+
+
+def draft_actions(cards: list[dict[str, Any]], group: str) -> list[str]:
+    """Actions of a card group that change the draft order: "delete:Type/id" or "update:Type/id:<levels kept>"."""
+    out = []
+    for card in cards:
+        if group not in card_groups(card):
+            continue
+        for action in (a for s in card.get("suggestions", []) for a in s["actions"]):
+            if action["type"] == "delete":
+                out.append(f"delete:{action['resourceId']}")
+            elif action["type"] == "update":
+                resource = action["resource"]
+                out.append(f"update:{resource['resourceType']}/{resource['id']}:{len(resource['bodySite'])}")
+    return sorted(out)
