@@ -79,10 +79,8 @@ def _audit_calls(app: Flask) -> None:
 
 
 def _count(reason: str) -> None:
-    try:
-        from service.ops import metrics
-    except ImportError:  # pragma: no cover - metrics are optional for the gate
-        return
+    from service.ops import metrics  # imported when first needed: the gate module loads before metrics
+
     metrics.auth_failure(reason)
 
 

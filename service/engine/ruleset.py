@@ -17,7 +17,6 @@ Semantics (three-valued, Kleene):
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -634,6 +633,3 @@ def _derived_test(atom: Atom, possible: bool) -> dict[str, Any]:
         values.append("unknown")
     return {"$or": [{"v": v} for v in values]} if len(values) > 1 else {"v": values[0]}
 
-
-def definitions_json(base: RuleBase) -> str:
-    return json.dumps(durable_definitions(base), sort_keys=True)

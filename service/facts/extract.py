@@ -1213,6 +1213,3 @@ def draft_orders(inp: ExtractionInput) -> list[Fact]:
 def catalogue_fact_ids() -> list[str]:
     return sorted(EXTRACTORS)
 
-
-def iter_refs(facts: Iterable[Fact]) -> set[str]:
-    return {r for f in facts for r in f.refs}

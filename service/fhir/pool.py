@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import importlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -273,8 +273,3 @@ def _first_error(exc: Exception) -> str:
             return f"{loc}: {errors[0].get('type', 'invalid')}"
     return type(exc).__name__
 
-
-def iter_bundle_links(bundle: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
-    for link in bundle.get("link") or []:
-        if isinstance(link, Mapping) and isinstance(link.get("url"), str):
-            yield str(link.get("relation", "")), link["url"]
