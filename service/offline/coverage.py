@@ -20,7 +20,7 @@ from typing import Any
 from service.facts import fhirdata as fd
 from service.facts.vocabulary import LOCAL_SYSTEM, Vocabulary, codings
 
-from .inputs import BadInput, iter_paths
+from .inputs import BadInput, iter_paths, read_ndjson
 
 # resource type -> how to get the concepts the fact extractor matches against ValueSets
 CODED_ELEMENTS: dict[str, tuple[str, ...]] = {
@@ -202,12 +202,12 @@ def resources_in(path: Path) -> Iterator[Mapping[str, Any]]:
         if not files:
             raise BadInput(f"{path}: folder holds no *.ndjson files")
         for file in files:
-            yield from _ndjson(file)
+            yield from read_ndjson(file)
         return
     if not path.is_file():
         raise BadInput(f"{path}: no such file or folder")
     if path.suffix == ".ndjson":
-        yield from _ndjson(path)
+        yield from read_ndjson(path)
         return
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -234,21 +234,6 @@ def _unbundle(value: Any) -> Iterator[Mapping[str, Any]]:
                 yield from _unbundle(entry["resource"])
     elif isinstance(value, Mapping) and isinstance(value.get("resourceType"), str):
         yield value
-
-
-def _ndjson(file: Path) -> Iterator[Mapping[str, Any]]:
-    with file.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BadInput(f"{file}:{number}: not a JSON line ({exc.msg})") from exc
-            if isinstance(item, Mapping) and isinstance(item.get("resourceType"), str):
-                yield item
-            else:
-                raise BadInput(f"{file}:{number}: not a FHIR resource")
 
 
 def facts_by_valueset() -> dict[str, list[str]]:

@@ -137,20 +137,22 @@ def _types_in(files: Iterable[Path]) -> set[str]:
 
 
 def _read_ndjson(files: list[Path]) -> list[dict[str, Any]]:
-    resources: list[dict[str, Any]] = []
-    for file in files:
-        with file.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise BadInput(f"{file}:{number}: not a JSON line ({exc.msg})") from exc
-                if not isinstance(item, dict) or not isinstance(item.get("resourceType"), str):
-                    raise BadInput(f"{file}:{number}: not a FHIR resource")
-                resources.append(item)
-    return resources
+    return [item for file in files for item in read_ndjson(file)]
+
+
+def read_ndjson(file: Path) -> Iterator[dict[str, Any]]:
+    """The resources of one NDJSON file, line by line; a line that is not a FHIR resource is bad input."""
+    with file.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BadInput(f"{file}:{number}: not a JSON line ({exc.msg})") from exc
+            if not isinstance(item, dict) or not isinstance(item.get("resourceType"), str):
+                raise BadInput(f"{file}:{number}: not a FHIR resource")
+            yield item
 
 
 def _patient_of(resource: Mapping[str, Any], aliases: Mapping[str, Mapping[str, Any]]) -> str | None:
