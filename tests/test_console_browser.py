@@ -45,6 +45,15 @@ def _browser_missing() -> str | None:
     return None
 
 
+def require_browser() -> None:
+    """Skip without a browser, or fail when SPINECDS_REQUIRE_BROWSER=1 (CI) says one must be there."""
+    missing = _browser_missing()
+    if missing:
+        if os.environ.get("SPINECDS_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"SPINECDS_REQUIRE_BROWSER=1 but {missing}")
+        pytest.skip(missing)
+
+
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[str]:
     """The app (own SQLite, real clock: samples follow it) on a free loopback port."""
@@ -61,11 +70,7 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture()
 def page(server: str, request: pytest.FixtureRequest) -> Iterator[Any]:
-    missing = _browser_missing()
-    if missing:
-        if os.environ.get("SPINECDS_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"SPINECDS_REQUIRE_BROWSER=1 but {missing}")
-        pytest.skip(missing)
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

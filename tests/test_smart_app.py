@@ -25,7 +25,7 @@ import requests
 from conftest import ROOT
 from support.gunicorn import SpinecdsServer, free_port
 from support.smart_ehr import SmartEhr, refuse_code
-from test_console_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _browser_missing, _contrast, _tab_to
+from test_console_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _contrast, _tab_to, require_browser
 
 LOCAL = "https://fhir.spinecds.org/CodeSystem/spinecds-local"
 SNOMED = "http://snomed.info/sct"
@@ -188,11 +188,7 @@ def ehr(loop: Loop) -> Loop:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    missing = _browser_missing()
-    if missing:
-        if os.environ.get("SPINECDS_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"SPINECDS_REQUIRE_BROWSER=1 but {missing}")
-        pytest.skip(missing)
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
