@@ -1,9 +1,10 @@
 """Every FHIR JSON file under ../shared/fixtures goes through the service as a patient-view request.
 
-Each file (or NDJSON folder) is split into patients; a patient's resources are put under our prefetch
-keys (support.cases.build_request), so nothing has to be fetched. Resources whose patient is not in
-the file get a bare Patient {id} (the R4 core examples reference Patient/example and friends without
-shipping them). Types we do not prefetch (Encounter, Claim, ...) are dropped. Expected: 200, the response
+Each file (or NDJSON folder) is split into patients (service.cds.request_builder.split_by_patient); a
+patient's resources are put under our prefetch keys (support.cases.build_request), so nothing has to be
+fetched. Resources whose patient is not in the file get a bare Patient {id} (the R4 core examples reference
+Patient/example and friends without shipping them). Types no template asks for (Encounter, Claim, ...)
+travel in the extra key, as from an EHR that sends its whole chart. Expected: 200, the response
 passes the CDS Hooks response checker, and the two mCODE bone-metastasis patients get exactly the
 card groups documented in docs/conformance.md. FSH sources and the code lists are not FHIR JSON.
 """
@@ -17,13 +18,13 @@ from typing import Any
 
 import pytest
 from conftest import FIXTURES, ROOT
-from support.cases import KEY_BY_TYPE, build_request
+from support.cases import build_request
 from support.cds_checker import check_cards_response, errors_only
 
+from service.cds.request_builder import split_by_patient
 from service.facts.vocabulary import Vocabulary
 
 VOCAB = Vocabulary.load(ROOT / "fhir_profiles")
-PREFETCHED_TYPES = set(KEY_BY_TYPE) | {"Observation"}
 NOT_FHIR = {"feedback.json"}  # CDS Hooks feedback bodies (and feedback-*.json): test_fixture_requests sends them
 NOT_FHIR_DIRS = {"service_definitions", "code_lists", "mcode_ig_fsh", "sandbox_cds_services"}
 MCODE = FIXTURES / "mcode_trial_matching_app"
@@ -38,23 +39,6 @@ MCODE_GROUPS = {
     "supportive": {"SUP-07", "SUP-10"},
 }
 MCODE_EXPECTED = {"TrialMatching_Patient01.json": MCODE_GROUPS, "TrialMatching_Patient02.json": MCODE_GROUPS}
-
-
-def _patient_id(ref: Any) -> str | None:
-    if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
-        return None
-    text: str = ref["reference"]
-    if text.startswith("urn:uuid:"):
-        return text[len("urn:uuid:") :]
-    if "Patient/" in text:
-        return text.split("Patient/", 1)[1].split("/", 1)[0]
-    return None
-
-
-def _owner(resource: dict[str, Any]) -> str | None:
-    if resource["resourceType"] == "Patient":
-        return resource["id"] if isinstance(resource.get("id"), str) else None
-    return _patient_id(resource.get("subject")) or _patient_id(resource.get("patient"))
 
 
 def _resources(doc: Any) -> Iterator[dict[str, Any]]:
@@ -116,12 +100,7 @@ def _cases() -> list[tuple[str, dict[str, Any]]]:
     units["fhir_r4_core_examples/"] = core
     out = []
     for key, resources in sorted(units.items()):
-        by_patient: dict[str, list[dict[str, Any]]] = {}
-        for r in resources:
-            owner = _owner(r)
-            if owner and r["resourceType"] in PREFETCHED_TYPES:
-                by_patient.setdefault(owner, []).append(r)
-        for pid, own in sorted(by_patient.items()):
+        for pid, own in sorted(split_by_patient(resources).items()):
             if not any(r["resourceType"] == "Patient" for r in own):
                 own = [{"resourceType": "Patient", "id": pid}, *own]
             out.append((f"{key}#{pid[:12]}", {"resources": own}))

@@ -9,17 +9,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from service.cds.definitions import PREFETCH
-from service.offline.inputs import KEY_FOR_TYPE
+from service.cds.request_builder import case_request
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
 STANDARD_CASES_DIR = Path(__file__).resolve().parent.parent / "cases-standard"
-LOCAL = "https://fhir.spinecds.org/CodeSystem/spinecds-local"
-# performance status and pain scores (ECOG, Karnofsky, pain NRS, pain severity reported) travel in ps_pain
-PS_PAIN = {"89247-1", "89243-0", "72514-3", "38208-5"}
-# one source of truth: the service's prefetch templates (service/cds/definitions.py)
-KEY_BY_TYPE = KEY_FOR_TYPE
-ALL_KEYS = list(PREFETCH)
 
 
 POSITIVE = ("fire", "cards", "first_card", "draft_actions")  # what a case can expect to be there
@@ -54,79 +47,22 @@ def check_case(name: str, case: dict[str, Any]) -> None:
         )
 
 
-def _key_for(resource: dict[str, Any]) -> str:
-    rtype = resource["resourceType"]
-    if rtype == "Medication":  # as `MedicationRequest?...&_include=MedicationRequest:medication` returns it
-        return "meds"
-    if rtype != "Observation":
-        return KEY_BY_TYPE[rtype]
-    codings = resource.get("code", {}).get("coding", [])
-    if any(c.get("system") == LOCAL for c in codings):
-        return "findings"
-    if any(c.get("code") in PS_PAIN for c in codings):
-        return "ps_pain"
-    return "labs"
-
-
-def _entry(resource: dict[str, Any]) -> dict[str, Any]:
-    if resource["resourceType"] == "Medication":
-        return {"resource": resource, "search": {"mode": "include"}}
-    return {"resource": resource}
-
-
 def build_request(case: dict[str, Any], *, shuffle_seed: int | None = None) -> tuple[str, dict[str, Any]]:
-    """The CDS Hooks request of a case: resources split into our prefetch keys by type/code."""
-    resources: list[dict[str, Any]] = case["resources"]
-    patient = next(r for r in resources if r["resourceType"] == "Patient")
-    hook = case.get("hook", "patient-view")
-    missing = set(case.get("missing_keys", []))
-    # resources of another patient and resources that fail R4 validation go into the keys of their type
-    extra: list[dict[str, Any]] = [*case.get("other_patient_resources", []), *case.get("unreadable_resources", [])]
-    prefetch: dict[str, Any] = {}
-    for key in ALL_KEYS:
-        if key in missing:
-            continue
-        if key == "patient":
-            prefetch[key] = patient
-            continue
-        entries = [
-            _entry(r) for r in [*resources, *extra] if r["resourceType"] != "Patient" and _key_for(r) == key
-        ]
-        if shuffle_seed is not None:
-            random.Random(shuffle_seed).shuffle(entries)
-        prefetch[key] = {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": sum(1 for e in entries if "search" not in e),
-            **({"entry": entries} if entries else {}),
-        }
-    for key in case.get("null_keys", []):
-        prefetch[key] = None
+    """The CDS Hooks request of a case (service.cds.request_builder.case_request), with the case's test-only
+    perturbations: another patient's and unreadable resources sent in the keys of their type, next pages the
+    service cannot follow, keys sent as written, and the entries of each key shuffled with ``shuffle_seed``."""
+    resources = [*case["resources"], *case.get("other_patient_resources", []), *case.get("unreadable_resources", [])]
+    service, body = case_request(case, user="Practitioner/case-clinician", resources=resources)
+    body["hookInstance"] = f"00000000-0000-4000-8000-{abs(hash(body['context']['patientId'])) % 10**12:012d}"
+    prefetch = body["prefetch"]
+    if shuffle_seed is not None:
+        for value in prefetch.values():
+            if isinstance(value, dict) and value.get("resourceType") == "Bundle" and "entry" in value:
+                random.Random(shuffle_seed).shuffle(value["entry"])
     for key in case.get("paginated_keys", []):  # a next page the service cannot follow (no fhirServer)
         prefetch[key]["link"] = [{"relation": "next", "url": f"https://ehr.invalid/fhir/{key}?page=2"}]
     for key, value in case.get("prefetch_override", {}).items():  # a wrong-shaped key, sent as written
         prefetch[key] = value
-    context: dict[str, Any] = {"userId": "Practitioner/case-clinician", "patientId": patient["id"]}
-    if hook in {"order-select", "order-sign"}:
-        orders = case.get("draft_orders", [])
-        context["draftOrders"] = {
-            "resourceType": "Bundle",
-            "type": "collection",
-            "entry": [{"resource": o} for o in orders],
-        }
-        if hook == "order-select":
-            context["selections"] = [f"{o['resourceType']}/{o['id']}" for o in orders]
-    service = {
-        "patient-view": "spine-metastasis-review",
-        "order-select": "spine-procedure-order-select",
-        "order-sign": "spine-procedure-order-sign",
-    }[hook]
-    body = {
-        "hook": hook,
-        "hookInstance": f"00000000-0000-4000-8000-{abs(hash(patient['id'])) % 10**12:012d}",
-        "context": context,
-        "prefetch": prefetch,
-    }
     return service, body
 
 

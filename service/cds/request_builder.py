@@ -1,0 +1,296 @@
+"""One way to build a CDS Hooks request from a patient's FHIR resources, as an EHR answering our prefetch
+templates would send it.
+
+Everything that makes requests goes through here: ``spinecds evaluate``/``coverage`` and the console's try-it
+API (``service/offline/inputs.py`` reads the files), the patient-case tests (``tests/support/cases.py``), the
+fixture tests and the benchmark (``bench/bodies.py``).
+
+Routing (``prefetch_key``): a resource goes into the prefetch key whose template
+(``service/cds/definitions.PREFETCH``) would select it: the template's resource type and, where the template
+searches by ``code=``, one of the template's codes (``system|code``, or ``system|`` for a whole CodeSystem),
+so the three Observation keys are told apart by the codes the service itself asks for, never by a copied list.
+Other search parameters (status, clinical status, category) are not applied: an EHR may send more than it was
+asked for and the service must read that correctly. A Medication travels in ``meds`` as a ``_include`` returns
+it (``search.mode`` include); a resource no template selects travels in the extra key ``other`` (the service
+reads extra keys as extra data, as it would from an EHR that sends its whole chart).
+
+Ownership (``patient_of``, ``split_by_patient``): which patient a resource is about, read from the element
+the service's intake reads (``service.fhir.pool.PATIENT_ELEMENT``) with the same reference forms: relative
+``Patient/A``, absolute ``https://ehr/fhir/Patient/A`` (also ``/_history/n``), and ``urn:uuid:``/``urn:oid:``
+resolved through a Bundle entry's ``fullUrl`` (or ``urn:uuid:A`` when nothing resolves it, the convention of
+converters that mint fullUrls from ids). Resources without a patient reference (a Medication, or one that
+references nothing) belong to the patient of a one-patient record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from service.fhir.pool import PATIENT_ELEMENT
+
+from .definitions import PREFETCH, SERVICES
+from .prefetch import template_type
+
+# hook -> the id of the service that answers it
+SERVICE_FOR_HOOK: dict[str, str] = {s.hook: s.id for s in SERVICES.values()}
+ORDER_HOOKS = frozenset({"order-select", "order-sign"})
+EXTRA_KEY = "other"  # resources no template selects
+# types no template searches that travel with a search's matches, as `_include` returns them
+INCLUDED_WITH = {"Medication": "meds"}  # the target of MedicationRequest.medicationReference
+
+
+class UnknownHook(ValueError):
+    """A hook no service here answers."""
+
+
+@dataclass(frozen=True)
+class Template:
+    """What one prefetch template selects: a resource type and, when it searches by code, those codes."""
+
+    key: str
+    resource_type: str
+    codes: frozenset[tuple[str, str]] | None  # (system, code); code "" = the whole system; None = any code
+
+    def selects(self, resource: Mapping[str, Any]) -> bool:
+        if resource.get("resourceType") != self.resource_type:
+            return False
+        if self.codes is None:
+            return True
+        return any((system, code) in self.codes or (system, "") in self.codes for system, code in _codings(resource))
+
+
+def _template(key: str, template: str) -> Template:
+    rtype, is_search = template_type(key)
+    if not is_search:
+        return Template(key, rtype, None)
+    params = parse_qsl(template.split("?", 1)[1], keep_blank_values=True)
+    tokens = [token for name, value in params if name == "code" for token in value.split(",")]
+    if not tokens:
+        return Template(key, rtype, None)
+    codes = {tuple(token.split("|", 1)) for token in tokens if "|" in token}
+    return Template(key, rtype, frozenset((system, code) for system, code in codes))
+
+
+TEMPLATES: tuple[Template, ...] = tuple(_template(key, template) for key, template in PREFETCH.items())
+# resource type -> the prefetch keys whose templates search it (Observation: three, told apart by code)
+KEYS_FOR_TYPE: dict[str, tuple[str, ...]] = {}
+for _t in TEMPLATES:
+    KEYS_FOR_TYPE[_t.resource_type] = (*KEYS_FOR_TYPE.get(_t.resource_type, ()), _t.key)
+
+
+def _codings(resource: Mapping[str, Any]) -> Iterable[tuple[Any, Any]]:
+    code = resource.get("code")
+    codings = code.get("coding") if isinstance(code, Mapping) else None
+    for coding in codings if isinstance(codings, list) else ():
+        if isinstance(coding, Mapping):
+            yield coding.get("system"), coding.get("code")
+
+
+def service_for(hook: str) -> str:
+    """The id of the service answering ``hook``; UnknownHook when none does."""
+    try:
+        return SERVICE_FOR_HOOK[hook]
+    except KeyError:
+        raise UnknownHook(f"hook {hook!r} is not served here (we answer {', '.join(SERVICE_FOR_HOOK)})") from None
+
+
+def prefetch_key(resource: Mapping[str, Any]) -> str:
+    """The prefetch key whose template selects ``resource`` (``other`` when none does)."""
+    rtype = resource.get("resourceType")
+    if isinstance(rtype, str) and rtype in INCLUDED_WITH:
+        return INCLUDED_WITH[rtype]
+    return next((t.key for t in TEMPLATES if t.selects(resource)), EXTRA_KEY)
+
+
+def documented_keys(types: Iterable[str]) -> set[str]:
+    """The prefetch keys a record holding only these resource types documents (an NDJSON export of some types)."""
+    return {"patient"} | {key for rtype in types for key in KEYS_FOR_TYPE.get(rtype, ())}
+
+
+def referenced_patient(reference: str, aliases: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The id of the Patient a reference string points at, or None (another type, a search, a contained one)."""
+    target = aliases.get(reference)
+    if target is not None:
+        return str(target.get("id")) if target.get("resourceType") == "Patient" else None
+    if reference.startswith("urn:uuid:"):
+        return reference.removeprefix("urn:uuid:") or None
+    if reference.startswith("urn:") or "?" in reference or "#" in reference:
+        return None
+    parts = reference.rstrip("/").split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    return parts[-1] if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] else None
+
+
+def patient_of(resource: Mapping[str, Any], aliases: Mapping[str, Mapping[str, Any]] | None = None) -> str | None:
+    """The id of the patient ``resource`` is about (a Patient: its own id); None when it names none."""
+    rtype = resource.get("resourceType")
+    if rtype == "Patient":
+        rid = resource.get("id")
+        return rid if isinstance(rid, str) else None
+    element = PATIENT_ELEMENT.get(rtype) if isinstance(rtype, str) else None
+    ref = resource.get(element) if element else None
+    text = ref.get("reference") if isinstance(ref, Mapping) else None
+    return referenced_patient(text, aliases or {}) if isinstance(text, str) else None
+
+
+def split_by_patient(
+    resources: Iterable[Any], aliases: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, list[Mapping[str, Any]]]:
+    """Patient id -> the resources about that patient (its Patient resource included when present).
+
+    Every patient that is present or referenced gets an entry. A resource that names no patient belongs to the
+    patient of a one-patient record (exactly one Patient resource); otherwise it is left out. Anything that is
+    not a JSON object with a ``resourceType`` is left out.
+    """
+    clean = [r for r in resources if isinstance(r, Mapping) and isinstance(r.get("resourceType"), str)]
+    present = [str(r["id"]) for r in clean if r["resourceType"] == "Patient" and isinstance(r.get("id"), str)]
+    out: dict[str, list[Mapping[str, Any]]] = {pid: [] for pid in present}
+    for resource in clean:
+        owner = patient_of(resource, aliases)
+        if owner is None and len(present) == 1:
+            owner = present[0]
+        if owner is not None:
+            out.setdefault(owner, []).append(resource)
+    return out
+
+
+def searchset(resources: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """A searchset Bundle of ``resources``; Medications as ``_include`` entries, not counted in ``total``."""
+    entries = [
+        {"resource": r, "search": {"mode": "include"}} if r.get("resourceType") in INCLUDED_WITH else {"resource": r}
+        for r in resources
+    ]
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": sum(1 for e in entries if "search" not in e),
+    }
+    if entries:
+        bundle["entry"] = entries
+    return bundle
+
+
+def build_request(
+    hook: str,
+    patient_id: str,
+    resources: Iterable[Mapping[str, Any]],
+    *,
+    user: str,
+    draft_orders: Iterable[Mapping[str, Any]] = (),
+    documented: Collection[str] | None = None,
+    null_keys: Iterable[str] = (),
+    fhir_server: str | None = None,
+    hook_instance: str | None = None,
+) -> dict[str, Any]:
+    """The CDS Hooks request of ``hook`` for patient ``patient_id`` whose data are ``resources``.
+
+    ``prefetch.patient`` is the Patient of ``patient_id`` among ``resources`` (absent when it is not there);
+    every other resource goes into the key ``prefetch_key`` names, each key a searchset Bundle (an empty one
+    when the record has nothing for it: the record documents that category). ``documented`` limits the keys
+    sent (default: every key); ``null_keys`` are sent as ``null`` (the EHR says: no data). At order hooks,
+    ``draft_orders`` and the draft ServiceRequests among ``resources`` are the draft orders, all selected at
+    order-select. UnknownHook when no service answers ``hook``.
+    """
+    service_for(hook)
+    keys = set(PREFETCH) if documented is None else set(documented)
+    orders = list(draft_orders)
+    patient: Mapping[str, Any] | None = None
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for resource in resources:
+        rtype = resource.get("resourceType")
+        if rtype == "Patient" and resource.get("id") == patient_id and patient is None:
+            patient = resource
+            continue
+        if hook in ORDER_HOOKS and rtype == "ServiceRequest" and resource.get("status") == "draft":
+            orders.append(resource)
+            continue
+        key = EXTRA_KEY if rtype == "Patient" else prefetch_key(resource)  # another patient: not a search result
+        grouped.setdefault(key, []).append(resource)
+    prefetch: dict[str, Any] = {}
+    for key in PREFETCH:
+        if key not in keys:
+            continue
+        if key == "patient":
+            if patient is not None:
+                prefetch[key] = patient
+            continue
+        prefetch[key] = searchset(grouped.get(key, []))
+    if grouped.get(EXTRA_KEY):
+        prefetch[EXTRA_KEY] = searchset(grouped[EXTRA_KEY])
+    prefetch.update({key: None for key in null_keys})
+    context: dict[str, Any] = {"userId": user, "patientId": patient_id}
+    if hook in ORDER_HOOKS:
+        context["draftOrders"] = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": o} for o in orders],
+        }
+        if hook == "order-select":
+            context["selections"] = [f"{o.get('resourceType')}/{o.get('id')}" for o in orders]
+    body: dict[str, Any] = {
+        "hook": hook,
+        "hookInstance": hook_instance or str(uuid.uuid4()),
+        "context": context,
+        "prefetch": prefetch,
+    }
+    if fhir_server is not None:
+        body["fhirServer"] = fhir_server
+    return body
+
+
+def case_request(
+    case: Mapping[str, Any],
+    *,
+    user: str,
+    hook: str = "patient-view",
+    resources: Iterable[Mapping[str, Any]] | None = None,
+    hook_instance: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """(service id, request) of a patient case file (the format of ``tests/cases``, see its README).
+
+    The case's own ``hook`` (else ``hook``), ``draft_orders``, ``missing_keys`` (categories the EHR could not
+    send: left out) and ``null_keys`` (sent as ``null``) are applied; ``resources`` replaces the case's
+    resources (e.g. one patient's share of them). ValueError when the case is not of that shape.
+    """
+    hook = _text(case.get("hook", hook), "hook")
+    items = case.get("resources") if resources is None else list(resources)
+    if not isinstance(items, list):
+        raise ValueError("resources: must be an array of FHIR resources")
+    clean = [r for r in items if isinstance(r, Mapping) and isinstance(r.get("resourceType"), str)]
+    patient = next((r for r in clean if r["resourceType"] == "Patient" and isinstance(r.get("id"), str)), None)
+    if patient is None:
+        raise ValueError("no Patient resource with an id")
+    missing = set(_texts(case, "missing_keys"))
+    body = build_request(
+        hook,
+        str(patient["id"]),
+        clean,
+        user=user,
+        draft_orders=[o for o in _list(case, "draft_orders") if isinstance(o, Mapping)],
+        documented=[key for key in PREFETCH if key not in missing],
+        null_keys=_texts(case, "null_keys"),
+        hook_instance=hook_instance,
+    )
+    return service_for(hook), body
+
+
+def _list(case: Mapping[str, Any], name: str) -> list[Any]:
+    value = case.get(name, [])
+    if not isinstance(value, list):
+        raise ValueError(f"{name}: must be an array")
+    return value
+
+
+def _texts(case: Mapping[str, Any], name: str) -> list[str]:
+    return [_text(item, name) for item in _list(case, name)]
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: must be a string, not {type(value).__name__}")
+    return value
