@@ -12,41 +12,31 @@ so the rules fire) and pads it with other FHIR data:
                 N generated Observations the rules read (platelets, INR, PT, aPTT, pain scores over
                 time: the shape of an oncology chart) or N they do not read (vital signs, other labs)
 
-Resources go into our prefetch keys (``service/cds/definitions.py`` PREFETCH) by type and code,
-as an EHR would answer the templates; types no template asks for (Encounter, Claim, ...) go into
-an extra key ``other``, as an EHR that sends its whole chart would. The case's dates are moved by
-(now - CASE_NOW) so its "within 7 days" data stays recent for a server running on the real clock.
+The request is built by the service's one request builder (``service/cds/request_builder.py``): resources go
+into the prefetch key whose template selects them (type and template codes), as an EHR would answer the
+templates; what no template asks for (Encounter, Claim, vital signs, ...) goes into the extra key ``other``, as an
+EHR that sends its whole chart would. The case's dates are moved by (now - CASE_NOW)
+(``service/fhir/date_shift.py``) so its "within 7 days" data stays recent for a server running on the real clock.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from service.cds.definitions import PREFETCH
-from service.offline.inputs import KEY_FOR_TYPE
+from service.cds.request_builder import case_request
+from service.fhir.date_shift import shift_dates
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES_DIR = ROOT / "tests" / "cases"
 SYNTHEA_DIR = ROOT.parent / "shared" / "fixtures" / "fhir_data_pipes_synthea_large"
 # the instant the patient cases are written against (tests/conftest.py CASE_NOW)
 CASE_NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-LOCAL = "https://fhir.spinecds.org/CodeSystem/spinecds-local"
 LOINC = "http://loinc.org"
-PS_PAIN = {"89247-1", "89243-0", "72514-3"}
-# one source of truth: the service's prefetch templates (service/cds/definitions.py)
-KEY_BY_TYPE = KEY_FOR_TYPE
-BUNDLE_KEYS = [k for k in PREFETCH if k != "patient"]
-SERVICE_FOR_HOOK = {
-    "patient-view": "spine-metastasis-review",
-    "order-select": "spine-procedure-order-select",
-    "order-sign": "spine-procedure-order-sign",
-}
 DEFAULT_CASE = "cat-rt-02-va-31-worked-example"
 # cases that make up the "mixed" load of the memory run (all three hooks, many rule paths)
 MIXED_CASES = [
@@ -61,7 +51,6 @@ MIXED_CASES = [
     "core-md03-warfarin-stale-labs",
     "cat-rt-10-reirradiation",
 ]
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(T[0-9:.]+(Z|[+-]\d{2}:\d{2})?)?$")
 
 
 @dataclass(frozen=True)
@@ -82,17 +71,6 @@ class BenchRequest:
 def load_case(name: str) -> dict[str, Any]:
     case: dict[str, Any] = json.loads((CASES_DIR / f"{name}.json").read_text(encoding="utf-8"))
     return case
-
-
-def shift_dates(value: Any, days: int) -> Any:
-    """A copy of ``value`` with every FHIR date/dateTime string moved by ``days`` (time of day kept)."""
-    if isinstance(value, dict):
-        return {k: shift_dates(v, days) for k, v in value.items()}
-    if isinstance(value, list):
-        return [shift_dates(v, days) for v in value]
-    if isinstance(value, str) and days and _DATE.match(value):
-        return (date.fromisoformat(value[:10]) + timedelta(days=days)).isoformat() + value[10:]
-    return value
 
 
 def synthea_bundles() -> list[Path]:
@@ -170,28 +148,6 @@ def _is_relevant(i: int, share: float) -> bool:
     return share > 0 and int(i * share) != int((i - 1) * share) if i else share > 0
 
 
-def _key_for(resource: dict[str, Any]) -> str:
-    rtype = resource["resourceType"]
-    if rtype != "Observation":
-        return KEY_BY_TYPE.get(rtype, "other")
-    codings = resource.get("code", {}).get("coding", [])
-    if any(c.get("system") == LOCAL for c in codings):
-        return "findings"
-    if any(c.get("code") in PS_PAIN for c in codings):
-        return "ps_pain"
-    return "labs"
-
-
-def _bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    entries = [{"resource": r} for r in resources]
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": len(entries),
-        **({"entry": entries} if entries else {}),
-    }
-
-
 def _as_chart_of(padding: list[dict[str, Any]], patient_id: str) -> list[dict[str, Any]]:
     """The padding as the case patient's own chart: only the context patient's data count (the service
     sets another patient's resources aside), so Synthea's ``subject``/``patient`` point at the case patient."""
@@ -205,37 +161,16 @@ def _as_chart_of(padding: list[dict[str, Any]], patient_id: str) -> list[dict[st
 def build(name: str, case: dict[str, Any], padding: list[dict[str, Any]], now: datetime | None = None) -> BenchRequest:
     """The request of ``case`` plus ``padding``; case dates moved to ``now`` (default: the real clock)."""
     days = ((now or datetime.now(UTC)).date() - CASE_NOW.date()).days
-    resources: list[dict[str, Any]] = shift_dates(case["resources"], days)
-    patient = next(r for r in resources if r["resourceType"] == "Patient")
-    hook = case.get("hook", "patient-view")
-    missing = set(case.get("missing_keys", []))
-    everything = [r for r in resources if r["resourceType"] != "Patient"] + _as_chart_of(padding, patient["id"])
-    prefetch: dict[str, Any] = {} if "patient" in missing else {"patient": patient}
-    for key in BUNDLE_KEYS:
-        if key not in missing:
-            prefetch[key] = _bundle([r for r in everything if _key_for(r) == key])
-    other = [r for r in everything if _key_for(r) == "other"]
-    if other:
-        prefetch["other"] = _bundle(other)
-    for key in case.get("null_keys", []):
-        prefetch[key] = None
-    context: dict[str, Any] = {"userId": "Practitioner/bench-clinician", "patientId": patient["id"]}
-    if hook in {"order-select", "order-sign"}:
-        orders = shift_dates(case.get("draft_orders", []), days)
-        context["draftOrders"] = {
-            "resourceType": "Bundle",
-            "type": "collection",
-            "entry": [{"resource": o} for o in orders],
-        }
-        if hook == "order-select":
-            context["selections"] = [f"{o['resourceType']}/{o['id']}" for o in orders]
-    body = {
-        "hook": hook,
-        "hookInstance": f"00000000-0000-4000-8000-{abs(hash((name, patient['id']))) % 10**12:012d}",
-        "context": context,
-        "prefetch": prefetch,
-    }
-    return BenchRequest(name, SERVICE_FOR_HOOK[hook], body, 1 + len(everything))
+    shifted: dict[str, Any] = shift_dates(case, days)
+    patient = next(r for r in shifted["resources"] if r["resourceType"] == "Patient")
+    resources = [*shifted["resources"], *_as_chart_of(padding, patient["id"])]
+    service, body = case_request(
+        shifted,
+        user="Practitioner/bench-clinician",
+        resources=resources,
+        hook_instance=f"00000000-0000-4000-8000-{abs(hash((name, patient['id']))) % 10**12:012d}",
+    )
+    return BenchRequest(name, service, body, len(resources))
 
 
 def scenarios(now: datetime | None = None, case_name: str = DEFAULT_CASE) -> list[BenchRequest]:

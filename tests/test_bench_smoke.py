@@ -19,10 +19,12 @@ from support.cds_checker import check_cards_response, check_hook_request, errors
 from support.tools import require_executable
 
 from bench import servers
-from bench.bodies import CASE_NOW, build, generated_observations, load_case, mixed, scenarios, shift_dates
+from bench.bodies import CASE_NOW, build, generated_observations, load_case, mixed, scenarios
 from bench.load import percentile, write_manifest, wrk
 from bench.naive import validate_all
 from service.app import create_app
+from service.cds.request_builder import EXTRA_KEY, prefetch_key
+from service.fhir.date_shift import shift_dates
 from service.fhir.pool import ResourcePool
 
 CASE = "cat-rt-02-va-31-worked-example"
@@ -99,6 +101,13 @@ def test_generated_observations_are_valid_r4() -> None:
     body = {"prefetch": {"labs": {"resourceType": "Bundle", "entry": [{"resource": o} for o in obs]}}}
     assert validate_all(body) == (300, 0)
     assert all(o["effectiveDateTime"] < "2026-05-03" for o in obs)
+
+
+def test_generated_observations_are_relevant_or_not_as_the_templates_say() -> None:
+    """"relevant-N" pads with Observations the prefetch templates ask for, "irrelevant-N" with ones they do not."""
+    relevant = {prefetch_key(o) for o in generated_observations(60, "p1", CASE_NOW, relevant=1.0)}
+    assert relevant == {"labs", "ps_pain"}
+    assert {prefetch_key(o) for o in generated_observations(60, "p1", CASE_NOW, relevant=0.0)} == {EXTRA_KEY}
 
 
 def test_naive_validation_rejects_invalid_resources() -> None:

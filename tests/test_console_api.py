@@ -13,7 +13,8 @@ from support.cases import CASES_DIR, fired_rules
 from support.cds_checker import check_cards_response, check_operation_outcome, errors_only
 
 from service.app import create_app
-from service.console.samples import SAMPLES_DIR, sample_index, shift_dates
+from service.console.samples import SAMPLES_DIR, sample_index
+from service.fhir.date_shift import shift_dates
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,15 @@ def test_sample_dates_follow_the_service_clock(tmp_path: Path) -> None:
 
 
 def test_shift_dates_only_touches_full_dates() -> None:
-    data = {"a": "2026-06-01", "b": "2026-06-01T10:00:00Z", "c": "2026", "d": "2026-06", "e": "T12", "f": [3, "x"]}
+    data = {
+        "a": "2026-06-01",
+        "b": "2026-06-01T10:00:00Z",
+        "c": "2026",
+        "d": "2026-06",
+        "e": "T12",
+        "f": [3, "x"],
+        "g": "2026-02-30",
+    }
     assert shift_dates(data, 1) == {**data, "a": "2026-06-02", "b": "2026-06-02T10:00:00Z"}
 
 

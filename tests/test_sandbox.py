@@ -37,8 +37,8 @@ from support.cases import CASES_DIR
 from support.fhir_server import FhirTestServer
 from support.gunicorn import SpinecdsServer
 
-from bench.bodies import shift_dates
 from service.db import feedback_items, issued_cards, make_engine
+from service.fhir.date_shift import shift_dates
 
 SANDBOX = ROOT.parent / "shared" / "clients" / "cds-hooks-sandbox"
 BUILD = SANDBOX / "build"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from service.fhir.date_shift import shift_dates
+
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
-_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})(T.*)?$")
 
 
 @cache
@@ -31,20 +31,3 @@ def load_sample(entry: dict[str, Any], now: datetime) -> Any:
         return data
     days = (now.date() - datetime.fromisoformat(reference.replace("Z", "+00:00")).date()).days
     return shift_dates(data, days) if days else data
-
-
-def shift_dates(value: Any, days: int) -> Any:
-    """Every FHIR date/dateTime string (``YYYY-MM-DD`` with optional time) moved by ``days``."""
-    if isinstance(value, dict):
-        return {k: shift_dates(v, days) for k, v in value.items()}
-    if isinstance(value, list):
-        return [shift_dates(v, days) for v in value]
-    if isinstance(value, str):
-        match = _DATE.match(value)
-        if match:
-            try:
-                day = date.fromisoformat(match.group(1))
-            except ValueError:
-                return value
-            return (day + timedelta(days=days)).isoformat() + (match.group(2) or "")
-    return value
