@@ -11,15 +11,20 @@ from support.cds_checker import check_hook_request, errors_only
 from service.cds.definitions import PREFETCH, SERVICES
 from service.cds.request_builder import (
     EXTRA_KEY,
+    RECORD_USER,
     SERVICE_FOR_HOOK,
     TEMPLATES,
+    BadInput,
     UnknownHook,
     build_request,
     case_request,
+    documented_keys,
     patient_of,
     prefetch_key,
     referenced_patient,
     split_by_patient,
+    subjects_from_json,
+    subjects_from_resources,
 )
 from service.fhir.pool import ResourcePool
 
@@ -244,3 +249,51 @@ def test_case_request_applies_the_case_keys(client: Any) -> None:
         case_request({"resources": [obs(LOINC, "777-3")]}, user="Practitioner/u")
     with pytest.raises(ValueError, match="null_keys"):
         case_request({**case, "null_keys": "labs"}, user="Practitioner/u")
+
+
+def test_a_bundle_of_two_patients_gives_each_their_own_request() -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": "urn:uuid:aaa", "resource": {"resourceType": "Patient", "id": "a"}},
+            {"fullUrl": "urn:uuid:bbb", "resource": {"resourceType": "Patient", "id": "b"}},
+            {"resource": {**obs(LOINC, "777-3", "urn:uuid:aaa"), "id": "la"}},
+            {"resource": {**obs(LOINC, "777-3", "Patient/b"), "id": "lb"}},
+            {"resource": {"resourceType": "Medication", "id": "m"}},  # nobody's in a two-patient record
+        ],
+    }
+    first, second = subjects_from_json(bundle, "upload", "order-sign")
+    assert (first.label, second.label) == ("upload #1", "upload #2")
+    assert first.service_id == "spine-procedure-order-sign" and first.body and second.body
+    for subject, pid, lab in ((first, "a", "la"), (second, "b", "lb")):
+        assert subject.body is not None and subject.body["context"]["patientId"] == pid
+        assert [e["resource"]["id"] for e in subject.body["prefetch"]["labs"]["entry"]] == [lab]
+        assert subject.body["prefetch"]["meds"] == {"resourceType": "Bundle", "type": "searchset", "total": 0}
+        assert subject.body["context"]["userId"] == RECORD_USER
+
+
+def test_records_that_are_not_requests() -> None:
+    request = {"hook": "patient-view", "context": {}, "fhirServer": "https://x", "fhirAuthorization": {}}
+    (subject,) = subjects_from_json(request, "req")
+    assert subject.body == {"hook": "patient-view", "context": {}}  # offline: only the prefetch counts
+    (nobody,) = subjects_from_json({"resources": [obs(LOINC, "777-3")]}, "case")
+    assert nobody.body is None and nobody.error == "no Patient resource with an id"
+    for bad, message in [
+        ([], "expected a JSON object"),
+        ({"hook": "encounter-start", "context": {}}, "not served here"),
+        ({"resources": [PATIENT], "hook": "encounter-start"}, "not served here"),
+        ({"resources": [PATIENT], "null_keys": "labs"}, "null_keys"),
+        ({"resourceType": "Bundle", "entry": {}}, "Bundle.entry"),
+        ({"resourceType": "Observation"}, "not a CDS Hooks request"),
+    ]:
+        with pytest.raises(BadInput, match=message):
+            subjects_from_json(bad, "x")
+    with pytest.raises(BadInput, match="not served here"):
+        subjects_from_resources([PATIENT], "x", "encounter-start")
+
+
+def test_an_export_of_some_types_documents_only_their_categories() -> None:
+    assert documented_keys({"Observation", "Encounter"}) == {"patient", "labs", "ps_pain", "findings"}
+    (subject,) = subjects_from_resources([PATIENT, obs(LOINC, "777-3")], "x", exported={"Patient", "Observation"})
+    assert subject.body is not None and set(subject.body["prefetch"]) == {"patient", "labs", "ps_pain", "findings"}

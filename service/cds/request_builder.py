@@ -1,9 +1,21 @@
 """One way to build a CDS Hooks request from a patient's FHIR resources, as an EHR answering our prefetch
 templates would send it.
 
-Everything that makes requests goes through here: ``spinecds evaluate``/``coverage`` and the console's try-it
-API (``service/offline/inputs.py`` reads the files), the patient-case tests (``tests/support/cases.py``), the
-fixture tests and the benchmark (``bench/bodies.py``).
+Everything that makes requests goes through here: the console's try-it API and ``spinecds evaluate``
+(``subjects_from_json``; ``service/offline/inputs.py`` only reads the files), the patient-case tests
+(``tests/support/cases.py``), the fixture tests and the benchmark (``bench/bodies.py``).
+
+Recognised records (``subjects_from_json``):
+
+* a CDS Hooks request (``{"hook": ..., "context": ..., "prefetch": ...}``): used as is, except that
+  ``fhirServer``/``fhirAuthorization`` are dropped (offline: only the prefetch counts);
+* a FHIR Bundle (any type; ``entry[].resource``): one request per Patient in it;
+* a patient case file (``{"resources": [...]}``, the format of ``tests/cases``): one request per Patient;
+* a Patient resource.
+
+A Bundle or case file is read as the patient's whole record, so every prefetch category is documented (an
+empty list is an empty list). A record of only some resource types (an NDJSON export of some types:
+``exported``) documents only the categories of those types; the rest stay unknown, as with a missing key.
 
 Routing (``prefetch_key``): a resource goes into the prefetch key whose template
 (``service/cds/definitions.PREFETCH``) would select it: the template's resource type and, where the template
@@ -39,12 +51,27 @@ from .prefetch import template_type
 SERVICE_FOR_HOOK: dict[str, str] = {s.hook: s.id for s in SERVICES.values()}
 ORDER_HOOKS = frozenset({"order-select", "order-sign"})
 EXTRA_KEY = "other"  # resources no template selects
+RECORD_USER = "Practitioner/spinecds-offline"  # the user of requests built from a record (console, evaluate)
 # types no template searches that travel with a search's matches, as `_include` returns them
 INCLUDED_WITH = {"Medication": "meds"}  # the target of MedicationRequest.medicationReference
 
 
 class UnknownHook(ValueError):
     """A hook no service here answers."""
+
+
+class BadInput(ValueError):
+    """The data cannot be read as any of the recognised records (console: 400; ``spinecds evaluate``: exit 2)."""
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One evaluation to run: a label without patient data, and the request (or why there is none)."""
+
+    label: str
+    service_id: str | None
+    body: dict[str, Any] | None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -294,3 +321,81 @@ def _text(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name}: must be a string, not {type(value).__name__}")
     return value
+
+
+def subjects_from_json(data: Any, label: str, hook: str = "patient-view") -> list[Subject]:
+    """The requests of a record (see the module docstring); BadInput when it is none of them."""
+    if not isinstance(data, Mapping):
+        raise BadInput(f"{label}: expected a JSON object (CDS Hooks request, Bundle or case file)")
+    if "hook" in data and "context" in data:
+        return [_from_hook_request(data, label)]
+    if data.get("resourceType") == "Bundle":
+        entries = data.get("entry", [])
+        if not isinstance(entries, list):
+            raise BadInput(f"{label}: Bundle.entry must be an array")
+        pairs = [e for e in entries if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
+        aliases = {str(e["fullUrl"]): e["resource"] for e in pairs if isinstance(e.get("fullUrl"), str)}
+        return subjects_from_resources([e["resource"] for e in pairs], label, hook, aliases=aliases)
+    if isinstance(data.get("resources"), list):
+        return _from_case(data, label, hook)
+    if data.get("resourceType") == "Patient":
+        return subjects_from_resources([data], label, hook)
+    raise BadInput(f"{label}: not a CDS Hooks request, a FHIR Bundle, a case file or an NDJSON export")
+
+
+def _from_hook_request(data: Mapping[str, Any], label: str) -> Subject:
+    hook = data.get("hook")
+    service_id = SERVICE_FOR_HOOK.get(hook) if isinstance(hook, str) else None
+    if service_id is None:
+        raise BadInput(f"{label}: hook {hook!r} is not served here (we answer {', '.join(SERVICE_FOR_HOOK)})")
+    body = {k: v for k, v in data.items() if k not in ("fhirServer", "fhirAuthorization")}
+    return Subject(label, service_id, body)
+
+
+def _from_case(case: Mapping[str, Any], label: str, hook: str) -> list[Subject]:
+    owned = split_by_patient(case["resources"])
+    patients = _patients(case["resources"])
+    try:
+        if not patients:
+            return [Subject(label, service_for(case.get("hook", hook)), None, "no Patient resource with an id")]
+        subjects = []
+        for index, pid in enumerate(patients, 1):
+            service, body = case_request(case, user=RECORD_USER, hook=hook, resources=owned[pid])
+            subjects.append(Subject(label if len(patients) == 1 else f"{label} #{index}", service, body))
+    except (UnknownHook, ValueError, TypeError) as exc:
+        raise BadInput(f"{label}: {exc}") from exc
+    return subjects
+
+
+def _patients(resources: Iterable[Any]) -> list[str]:
+    """Ids of the Patient resources of a record, in order, each once."""
+    ids = [r.get("id") for r in resources if isinstance(r, Mapping) and r.get("resourceType") == "Patient"]
+    return list(dict.fromkeys(str(i) for i in ids if isinstance(i, str)))
+
+
+def subjects_from_resources(
+    resources: list[Any],
+    label: str,
+    hook: str = "patient-view",
+    *,
+    exported: set[str] | None = None,
+    aliases: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Subject]:
+    """One request per Patient of a record; ``exported`` limits the documented categories to those types."""
+    try:
+        service = service_for(hook)
+    except UnknownHook as exc:
+        raise BadInput(f"{label}: {exc}") from exc
+    patients = _patients(resources)
+    if not patients:
+        return [Subject(label, service, None, "no Patient resource with an id")]
+    owned = split_by_patient(resources, aliases)
+    documented = None if exported is None else documented_keys(exported)
+    return [
+        Subject(
+            label if len(patients) == 1 else f"{label} #{index}",
+            service,
+            build_request(hook, pid, owned[pid], user=RECORD_USER, documented=documented),
+        )
+        for index, pid in enumerate(patients, 1)
+    ]

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from service.cds.request_builder import SERVICE_FOR_HOOK, BadInput, Subject
 from service.config import ConfigError, Settings
 
-from .inputs import SERVICE_FOR_HOOK, BadInput, Subject, iter_paths, load_path
+from .inputs import iter_paths, load_path
 
 if TYPE_CHECKING:
     from .evaluate import Outcome, Summary

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.cds.request_builder import BadInput
 from service.facts import fhirdata as fd
 from service.facts.vocabulary import LOCAL_SYSTEM, Vocabulary, codings
 
-from .inputs import BadInput, iter_paths, read_ndjson
+from .inputs import iter_paths, read_ndjson
 
 # resource type -> how to get the concepts the fact extractor matches against ValueSets
 CODED_ELEMENTS: dict[str, tuple[str, ...]] = {
