@@ -23,13 +23,6 @@ FIXTURES = SHARED / "fixtures"
 # Patient cases are written against this instant, so their "within 7 days" stays true forever.
 CASE_NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
-SERVICE_FOR_HOOK = {
-    "patient-view": "spine-metastasis-review",
-    "order-select": "spine-procedure-order-select",
-    "order-sign": "spine-procedure-order-sign",
-}
-
-
 def load_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 

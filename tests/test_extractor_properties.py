@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from support.cds_checker import check_cards_response, errors_only
 
 from service.cds.definitions import CATEGORIES, PREFETCH
+from service.cds.request_builder import SERVICE_FOR_HOOK
 from service.engine.ruleset import load_rulebase
 from service.facts.extract import ExtractionInput, catalogue_fact_ids, extract_facts
 from service.facts.vocabulary import LOCAL_SYSTEM, Vocabulary
@@ -507,13 +508,6 @@ def hook_request(
     }
 
 
-SERVICE_FOR = {
-    "patient-view": "spine-metastasis-review",
-    "order-select": "spine-procedure-order-select",
-    "order-sign": "spine-procedure-order-sign",
-}
-
-
 def _refuse(name: str) -> Any:
     raise AssertionError(f"response contains {name}, which is not JSON")
 
@@ -534,14 +528,14 @@ def prop_client(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @given(
     pat=patient(),
     resources=charts,
-    hook=st.sampled_from(sorted(SERVICE_FOR)),
+    hook=st.sampled_from(sorted(SERVICE_FOR_HOOK)),
     drafts=st.lists(service_request(), min_size=1, max_size=3),
 )
 def test_any_chart_through_the_service_never_5xx(
     prop_client: Any, pat: dict[str, Any], resources: list[dict[str, Any]], hook: str, drafts: list[dict[str, Any]]
 ) -> None:
     body = hook_request(pat, resources, hook, drafts)
-    response = prop_client.post(f"/cds-services/{SERVICE_FOR[hook]}", json=body)
+    response = prop_client.post(f"/cds-services/{SERVICE_FOR_HOOK[hook]}", json=body)
     assert response.status_code == 200, response.get_data(as_text=True)[:500]
     doc = json.loads(response.get_data(), parse_constant=_refuse)  # no NaN/Infinity in what we send back
     assert errors_only(check_cards_response(doc)) == []

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, SERVICE_FOR_HOOK, load_json
+from conftest import FIXTURES, load_json
 from support.cds_checker import check_cards_response, check_discovery, check_operation_outcome, errors_only
+
+from service.cds.request_builder import SERVICE_FOR_HOOK
 
 AHRQ = FIXTURES / "ahrq_cql_services"
 SPEC = FIXTURES / "cds_hooks_examples"

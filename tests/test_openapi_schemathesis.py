@@ -17,7 +17,7 @@ from typing import Any
 import hypothesis.strategies as st
 import pytest
 import schemathesis
-from conftest import CASE_NOW, SERVICE_FOR_HOOK
+from conftest import CASE_NOW
 from hypothesis import HealthCheck, settings
 from schemathesis import DataGenerationMethod
 from schemathesis.hooks import HookContext
@@ -27,6 +27,7 @@ from support.cds_checker import check_cards_response, errors_only
 from support.fhir_server import FhirTestServer
 
 from service.app import create_app
+from service.cds.request_builder import SERVICE_FOR_HOOK
 from service.config import Settings
 
 MAX_EXAMPLES = 50  # per operation and generation method: ~20 s of CPU on the 2-core machine
