@@ -13,7 +13,7 @@ from support.cases import CASES_DIR, fired_rules
 from support.cds_checker import check_cards_response, check_operation_outcome, errors_only
 
 from service.app import create_app
-from service.console.samples import SAMPLES_DIR, sample_index
+from service.console.samples import SAMPLES_DIR, generated_samples, main, render_case_sample, sample_index
 from service.fhir.date_shift import shift_dates
 
 
@@ -84,6 +84,19 @@ def test_every_sample_is_listed_with_its_source_and_runs(cc: Any) -> None:
         assert (SAMPLES_DIR / sample["file"]).is_file()
         assert sample["file"] in sources and sample["source"]
         run_sample(cc, sample["id"])
+
+
+def test_samples_from_cases_are_generated_from_them(capsys: pytest.CaptureFixture[str]) -> None:
+    """A sample that comes from a patient case is what the generator writes from the case as it is now."""
+    generated = generated_samples()
+    assert set(generated) == {s["file"] for s in sample_index() if s.get("case")} and len(generated) == 6
+    for name, text in generated.items():
+        committed = (SAMPLES_DIR / name).read_text(encoding="utf-8")
+        assert committed == text, f"{name} is stale: regenerate with python -m service.console.samples"
+        assert "expect" not in json.loads(committed)
+    assert main(["--check"]) == 0 and "current" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="paginated_keys"):
+        render_case_sample({"resources": [], "paginated_keys": ["conditions"]})
 
 
 def test_worked_example_sample_gives_the_augmentation_card(cc: Any) -> None:
