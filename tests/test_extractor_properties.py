@@ -24,8 +24,8 @@ from conftest import CASE_NOW, ROOT
 from hypothesis import HealthCheck, given, settings
 from support.cds_checker import check_cards_response, errors_only
 
-from service.cds.definitions import CATEGORIES, PREFETCH
-from service.cds.request_builder import SERVICE_FOR_HOOK
+from service.cds.definitions import CATEGORIES
+from service.cds.request_builder import SERVICE_FOR_HOOK, build_request
 from service.engine.ruleset import load_rulebase
 from service.facts.extract import ExtractionInput, catalogue_fact_ids, extract_facts
 from service.facts.vocabulary import LOCAL_SYSTEM, Vocabulary
@@ -470,42 +470,22 @@ def test_partial_and_full_dates_parse_without_error(value: str) -> None:
 
 # ----------------------------------------------------------------------------- through the service
 
-KEY_FOR = {
-    "Condition": "conditions",
-    "MedicationRequest": "meds",
-    "MedicationStatement": "medstatements",
-    "AllergyIntolerance": "allergies",
-    "Procedure": "procedures",
-    "DiagnosticReport": "imaging",
-    "ServiceRequest": "procedures",
-    "RiskAssessment": "prognosis",
-}
-
 
 def hook_request(
     pat: dict[str, Any], resources: list[dict[str, Any]], hook: str, drafts: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    prefetch: dict[str, Any] = {"patient": pat}
-    for key in (k for k in PREFETCH if k != "patient"):
-        prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "entry": []}
-    for r in resources:
-        key = KEY_FOR.get(r["resourceType"], "findings")
-        prefetch[key]["entry"].append({"resource": r})
-    context: dict[str, Any] = {"userId": "Practitioner/prop", "patientId": pat["id"]}
-    if hook != "patient-view":
-        context["draftOrders"] = {
-            "resourceType": "Bundle",
-            "type": "collection",
-            "entry": [{"resource": d} for d in drafts],
-        }
+    """The chart as the one request builder sends it; at order-select only the first draft is selected."""
+    body = build_request(
+        hook,
+        pat["id"],
+        [pat, *resources],
+        user="Practitioner/prop",
+        draft_orders=drafts,
+        hook_instance="7f0c9b6e-2f5a-4a8e-9d43-5b7e1f0d2c11",
+    )
     if hook == "order-select":
-        context["selections"] = [f"ServiceRequest/{d['id']}" for d in drafts[:1]]
-    return {
-        "hook": hook,
-        "hookInstance": "7f0c9b6e-2f5a-4a8e-9d43-5b7e1f0d2c11",
-        "context": context,
-        "prefetch": prefetch,
-    }
+        body["context"]["selections"] = [f"ServiceRequest/{d['id']}" for d in drafts[:1]]
+    return body
 
 
 def _refuse(name: str) -> Any:
