@@ -297,3 +297,23 @@ def test_an_export_of_some_types_documents_only_their_categories() -> None:
     assert documented_keys({"Observation", "Encounter"}) == {"patient", "labs", "ps_pain", "findings"}
     (subject,) = subjects_from_resources([PATIENT, obs(LOINC, "777-3")], "x", exported={"Patient", "Observation"})
     assert subject.body is not None and set(subject.body["prefetch"]) == {"patient", "labs", "ps_pain", "findings"}
+
+
+def test_a_bundle_whose_references_go_through_full_urls_keeps_the_patients_data(client: Any) -> None:
+    """References to ``urn:uuid:<fullUrl>`` of a Patient whose id is another: the request carries the fullUrl,
+    so the service reads the data as the patient's instead of setting them all aside (no card at all)."""
+    import json
+
+    case = json.loads((CASES_DIR / "va-22-worked-example-eligible.json").read_text(encoding="utf-8"))
+    pid, url = case["resources"][0]["id"], "urn:uuid:11111111-2222-4333-8444-555555555555"
+    text = json.dumps(case["resources"]).replace(f'"Patient/{pid}"', f'"{url}"')
+    entries = [
+        {"fullUrl": url, "resource": r} if r["resourceType"] == "Patient" else {"resource": r} for r in json.loads(text)
+    ]
+    (subject,) = subjects_from_json({"resourceType": "Bundle", "type": "collection", "entry": entries}, "b")
+    assert subject.body is not None and errors_only(check_hook_request(subject.body)) == []
+    assert subject.body["prefetch"]["patient"]["entry"] == [{"fullUrl": url, "resource": case["resources"][0]}]
+    response = client.post(f"/cds-services/{subject.service_id}", json=subject.body)
+    assert set(case["expect"]["fire"]) <= fired_rules(response.get_json()["cards"])
+    (plain,) = subjects_from_resources([PATIENT], "p", aliases={"urn:uuid:p1": PATIENT})
+    assert plain.body is not None and plain.body["prefetch"]["patient"] == PATIENT  # resolvable without: as is

@@ -213,6 +213,7 @@ def build_request(
     null_keys: Iterable[str] = (),
     fhir_server: str | None = None,
     hook_instance: str | None = None,
+    patient_full_url: str | None = None,
 ) -> dict[str, Any]:
     """The CDS Hooks request of ``hook`` for patient ``patient_id`` whose data are ``resources``.
 
@@ -221,7 +222,10 @@ def build_request(
     when the record has nothing for it: the record documents that category). ``documented`` limits the keys
     sent (default: every key); ``null_keys`` are sent as ``null`` (the EHR says: no data). At order hooks,
     ``draft_orders`` and the draft ServiceRequests among ``resources`` are the draft orders, all selected at
-    order-select. UnknownHook when no service answers ``hook``.
+    order-select. ``patient_full_url``: the Patient's ``fullUrl`` in the record it came from; when the record's
+    references need it to reach the patient (``urn:uuid:x`` for Patient ``a``), ``prefetch.patient`` is a
+    one-entry searchset carrying it, so the service resolves them as in the record instead of setting the
+    patient's data aside. UnknownHook when no service answers ``hook``.
     """
     service_for(hook)
     keys = set(PREFETCH) if documented is None else set(documented)
@@ -243,7 +247,9 @@ def build_request(
         if key not in keys:
             continue
         if key == "patient":
-            if patient is not None:
+            if patient is not None and patient_full_url and referenced_patient(patient_full_url, {}) != patient_id:
+                prefetch[key] = {**searchset([patient]), "entry": [{"fullUrl": patient_full_url, "resource": patient}]}
+            elif patient is not None:
                 prefetch[key] = patient
             continue
         prefetch[key] = searchset(grouped.get(key, []))
@@ -391,11 +397,14 @@ def subjects_from_resources(
         return [Subject(label, service, None, "no Patient resource with an id")]
     owned = split_by_patient(resources, aliases)
     documented = None if exported is None else documented_keys(exported)
+    full_urls = {str(r.get("id")): url for url, r in (aliases or {}).items() if r.get("resourceType") == "Patient"}
     return [
         Subject(
             label if len(patients) == 1 else f"{label} #{index}",
             service,
-            build_request(hook, pid, owned[pid], user=RECORD_USER, documented=documented),
+            build_request(
+                hook, pid, owned[pid], user=RECORD_USER, documented=documented, patient_full_url=full_urls.get(pid)
+            ),
         )
         for index, pid in enumerate(patients, 1)
     ]
