@@ -23,6 +23,7 @@ FIXTURES = SHARED / "fixtures"
 # Patient cases are written against this instant, so their "within 7 days" stays true forever.
 CASE_NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
+
 def load_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 

@@ -104,7 +104,7 @@ def test_generated_observations_are_valid_r4() -> None:
 
 
 def test_generated_observations_are_relevant_or_not_as_the_templates_say() -> None:
-    """"relevant-N" pads with Observations the prefetch templates ask for, "irrelevant-N" with ones they do not."""
+    """ "relevant-N" pads with Observations the prefetch templates ask for, "irrelevant-N" with ones they do not."""
     relevant = {prefetch_key(o) for o in generated_observations(60, "p1", CASE_NOW, relevant=1.0)}
     assert relevant == {"labs", "ps_pain"}
     assert {prefetch_key(o) for o in generated_observations(60, "p1", CASE_NOW, relevant=0.0)} == {EXTRA_KEY}
