@@ -14,8 +14,8 @@ import orjson
 from flask import Blueprint, Response, current_app, jsonify, send_from_directory
 
 from service.cds.strict_json import json_request_body
+from service.engine.catalogue import rule_catalogue
 from service.errors import ApiError
-from service.offline.catalogue import rule_catalogue
 from service.offline.inputs import BadInput, subjects_from_json
 from service.state import AppState
 
