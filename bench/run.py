@@ -370,11 +370,12 @@ def profile(args: argparse.Namespace) -> int:
 def breakdown(args: argparse.Namespace) -> int:
     """Where a call's time goes, stage by stage, in process (best of n: little moved by other load)."""
     from bench.naive import validate_all
-    from service.app import create_app
+    from service.cds.assemble import build_pipeline
     from service.cds.definitions import SERVICES
     from service.cds.prefetch import gather
     from service.cds.request import parse_hook_request
     from service.cds.strict_json import parse_json_body
+    from service.config import Settings
 
     def best(fn: Any) -> float:
         times = []
@@ -389,32 +390,30 @@ def breakdown(args: argparse.Namespace) -> int:
         "facts+rules+cards | ours total w/o HTTP, DB | naive validation |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    with tempfile.TemporaryDirectory(prefix="spinecds-bd-") as tmp:
-        app = create_app({"database_url": f"sqlite:///{tmp}/b.db", "log_level": "WARNING"})
-        gc.freeze()  # as the gunicorn master does (service/serving.py)
-        pipeline = app.extensions["spinecds"].pipeline
-        reqs = curve_scenarios(case_name=args.case) if args.curves else scenarios(case_name=args.case)
-        for req in reqs:
-            if args.only and req.name not in args.only:
-                continue
-            data = req.encoded()
-            body = json.loads(data)
-            hook = parse_hook_request(body, SERVICES[req.service])
-            prefetch = gather(hook, pipeline.limits, pipeline.relevant)
-            t = {
-                "loads": best(partial(json.loads, data)),
-                "strict": best(partial(parse_json_body, data)),
-                "hook": best(partial(parse_hook_request, body, SERVICES[req.service])),
-                "pool": best(partial(gather, hook, pipeline.limits, pipeline.relevant)),
-                "decide": best(partial(pipeline.decide, prefetch, [], hook.patient_id)),
-                "naive": best(partial(validate_all, body)) if not args.skip_naive else float("nan"),
-            }
-            total = t["strict"] + t["hook"] + t["pool"] + t["decide"]
-            rows.append(
-                f"| {req.name} ({req.resources}) | {t['loads']:.1f} | {t['strict']:.1f} | {t['hook']:.1f} "
-                f"| {t['pool']:.1f} | {t['decide']:.1f} | {total:.1f} | {t['naive'] + t['loads']:.1f} |"
-            )
-            print(rows[-1], file=sys.stderr, flush=True)
+    pipeline = build_pipeline(Settings.from_env())  # the app's pipeline; the scenarios carry their data in prefetch
+    gc.freeze()  # as the gunicorn master does (service/serving.py)
+    reqs = curve_scenarios(case_name=args.case) if args.curves else scenarios(case_name=args.case)
+    for req in reqs:
+        if args.only and req.name not in args.only:
+            continue
+        data = req.encoded()
+        body = json.loads(data)
+        hook = parse_hook_request(body, SERVICES[req.service])
+        prefetch = gather(hook, pipeline.limits, pipeline.relevant)
+        t = {
+            "loads": best(partial(json.loads, data)),
+            "strict": best(partial(parse_json_body, data)),
+            "hook": best(partial(parse_hook_request, body, SERVICES[req.service])),
+            "pool": best(partial(gather, hook, pipeline.limits, pipeline.relevant)),
+            "decide": best(partial(pipeline.decide, prefetch, [], hook.patient_id)),
+            "naive": best(partial(validate_all, body)) if not args.skip_naive else float("nan"),
+        }
+        total = t["strict"] + t["hook"] + t["pool"] + t["decide"]
+        rows.append(
+            f"| {req.name} ({req.resources}) | {t['loads']:.1f} | {t['strict']:.1f} | {t['hook']:.1f} "
+            f"| {t['pool']:.1f} | {t['decide']:.1f} | {total:.1f} | {t['naive'] + t['loads']:.1f} |"
+        )
+        print(rows[-1], file=sys.stderr, flush=True)
     print("\n".join(rows))
     print(f"\nms, best of {args.n}; naive validation includes json.loads")
     return 0

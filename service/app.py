@@ -6,27 +6,21 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import yaml
 from flask import Flask, Response, g, request
 
 from service.api_docs.blueprint import bp as api_docs_bp
 from service.auth.gate import install_auth
+from service.cds.assemble import build_pipeline
 from service.cds.audit import CardAudit
 from service.cds.blueprint import bp as cds_bp
-from service.cds.pipeline import Pipeline
-from service.config import ConfigError, Settings
+from service.config import Settings
 from service.console.blueprint import bp as console_bp
 from service.db import SchemaSetup, make_engine
 from service.engine.build import engine_description, require_patched_engine
-from service.engine.ruleset import load_rulebase
-from service.engine.runtime import Engine
 from service.errors import register_error_handlers
-from service.facts.vocabulary import Vocabulary
 from service.fhir.allowlist import FhirServerAllowlist
-from service.fhir.client import FetchLimits
 from service.fhir_api.blueprint import bp as fhir_api_bp
 from service.ops import metrics
 from service.ops.blueprint import bp as ops_bp
@@ -35,15 +29,6 @@ from service.smart_app.blueprint import bp as smart_app_bp
 from service.state import AppState
 
 log = logging.getLogger("spinecds")
-
-
-def _threshold_overrides(path: str) -> dict[str, Any]:
-    if not path:
-        return {}
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ConfigError("SPINECDS_THRESHOLDS_FILE: must contain a mapping of threshold name to number")
-    return data
 
 
 def create_app(
@@ -55,26 +40,9 @@ def create_app(
         settings = Settings.from_env().with_overrides(settings)
     configure_logging(settings.log_level)
     engine_version = require_patched_engine()  # the published durable-rules crashes: refuse it
-    base = load_rulebase(settings.rules_dir, _threshold_overrides(settings.thresholds_file))
-    engine = Engine(base)
-    vocab = Vocabulary.load(settings.profiles_dir)
-    limits = FetchLimits(
-        settings.fhir_connect_timeout,
-        settings.fhir_read_timeout,
-        settings.fhir_max_pages,
-        settings.fhir_max_response_bytes,
-        max_total_bytes=settings.fhir_max_total_bytes,
-        allowlist=FhirServerAllowlist.parse(settings.fhir_server_allowlist),
-    )
-    _warn_fhir_allowlist(limits.allowlist)
-    pipeline = Pipeline(
-        engine,
-        vocab,
-        limits,
-        settings.spine_surgical_backup,
-        settings.public_base_url,
-        clock or (lambda: datetime.now(UTC)),
-    )
+    pipeline = build_pipeline(settings, clock)  # may call the allowlisted fhirServers
+    base = pipeline.base
+    _warn_fhir_allowlist(pipeline.limits.allowlist)
     db = make_engine(settings.database_url, settings.database_timeout)
     schema = SchemaSetup(db)
     schema.ensure()  # a database down at start is retried (readiness stays 503 until then), never fatal

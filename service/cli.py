@@ -66,7 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
             "spinecds: " + "!" * 72,
             file=sys.stderr,
         )
-    if not settings.fhir_server_allowlist.strip():
+    if settings.fhir_servers.empty:
         print(
             "spinecds: note: SPINECDS_FHIR_SERVER_ALLOWLIST is empty: no fhirServer is ever called (prefetch only)",
             file=sys.stderr,

@@ -2,6 +2,9 @@
 
 Every setting has an embedded default so the service starts with no external services
 (SQLite in ``./data``). Bad values stop the start with a message naming the variable.
+``validate`` parses the files and lists a setting names (issuers, fhirServer allowlist, threshold
+overrides) once and the settings keep what it parsed (``trusted_issuers``, ``fhir_servers``,
+``threshold_overrides``): the app, the auth gate and the CLI read those, never the raw strings.
 """
 
 from __future__ import annotations
@@ -9,15 +12,19 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
-PREFIX = "SPINECDS_"
+import yaml
+
+from service.auth.issuers import Issuer, load_issuers, parse_algorithms
+from service.config_errors import PREFIX as PREFIX
+from service.config_errors import ConfigError as ConfigError
+from service.fhir.allowlist import FhirServerAllowlist
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the variable."""
 
 
 def _default_db_url() -> str:
@@ -84,25 +91,51 @@ class Settings:
         if self.console not in {"enabled", "disabled"}:
             raise ConfigError(f"{PREFIX}CONSOLE: must be enabled or disabled")
         self._validate_security()
+        _ = self.threshold_overrides
         return self
 
     def _validate_security(self) -> None:
-        # lazy imports: these modules import ConfigError from here
-        from service.auth.issuers import load_issuers, parse_algorithms
-        from service.fhir.allowlist import FhirServerAllowlist
-
         if self.auth not in {"required", "disabled"}:
             raise ConfigError(f"{PREFIX}AUTH: must be required or disabled")
-        parse_algorithms(self.jwt_algorithms)
+        _ = self.jwt_algorithm_set
         if not 0 <= self.jwt_leeway_seconds <= 300:
             raise ConfigError(f"{PREFIX}JWT_LEEWAY_SECONDS: must be between 0 and 300")
         if not 60 <= self.jwt_max_lifetime_seconds <= 86400:
             raise ConfigError(f"{PREFIX}JWT_MAX_LIFETIME_SECONDS: must be between 60 and 86400")
         if self.auth == "required" and not self.issuers_file:
             raise ConfigError(f"{PREFIX}ISSUERS_FILE: required when {PREFIX}AUTH=required")
-        if self.issuers_file:
-            load_issuers(self.issuers_file, parse_algorithms(self.jwt_algorithms))
-        FhirServerAllowlist.parse(self.fhir_server_allowlist)
+        _ = self.trusted_issuers, self.fhir_servers
+
+    # What validate parsed, kept (computed once per Settings; ``with_overrides`` makes new Settings).
+
+    @cached_property
+    def jwt_algorithm_set(self) -> frozenset[str]:
+        """``SPINECDS_JWT_ALGORITHMS`` parsed: asymmetric JWS algorithms only."""
+        return parse_algorithms(self.jwt_algorithms)
+
+    @cached_property
+    def trusted_issuers(self) -> dict[str, Issuer]:
+        """``SPINECDS_ISSUERS_FILE`` parsed, by ``iss``; empty when no file is set."""
+        return load_issuers(self.issuers_file, self.jwt_algorithm_set) if self.issuers_file else {}
+
+    @cached_property
+    def fhir_servers(self) -> FhirServerAllowlist:
+        """``SPINECDS_FHIR_SERVER_ALLOWLIST`` parsed: the hosts whose fhirServer may be called."""
+        return FhirServerAllowlist.parse(self.fhir_server_allowlist)
+
+    @cached_property
+    def threshold_overrides(self) -> dict[str, Any]:
+        """``SPINECDS_THRESHOLDS_FILE`` parsed: threshold name -> value (checked against the rule base when
+        it loads); empty when no file is set."""
+        if not self.thresholds_file:
+            return {}
+        try:
+            data = yaml.safe_load(Path(self.thresholds_file).read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{PREFIX}THRESHOLDS_FILE: cannot read {self.thresholds_file!r} as YAML") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{PREFIX}THRESHOLDS_FILE: must contain a mapping of threshold name to number")
+        return data
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

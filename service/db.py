@@ -37,6 +37,13 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.cds.feedback_limits import (
+    MAX_CARD_CHARS,
+    MAX_OUTCOME_TIMESTAMP_CHARS,
+    MAX_OVERRIDE_CODE_CHARS,
+    MAX_OVERRIDE_SYSTEM_CHARS,
+)
+
 log = logging.getLogger("spinecds.db")
 DEFAULT_TIMEOUT_SECONDS = 3.0
 
@@ -48,19 +55,20 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# One feedback entry as the EHR sent it (no patient data: card/suggestion ids, outcome, reason).
+# One feedback entry as the EHR sent it (no patient data: card/suggestion ids, outcome, reason); text columns are
+# sized by the feedback limits, so what the feedback endpoint accepts fits.
 feedback_items = Table(
     "feedback",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("service_id", String(100), nullable=False, index=True),
-    Column("card_uuid", String(100), nullable=False, index=True),
+    Column("card_uuid", String(MAX_CARD_CHARS), nullable=False, index=True),
     Column("outcome", String(20), nullable=False),
-    Column("outcome_timestamp", String(40), nullable=False),
+    Column("outcome_timestamp", String(MAX_OUTCOME_TIMESTAMP_CHARS), nullable=False),
     Column("accepted_suggestions", JSON, nullable=False, default=list),
-    Column("override_code", String(200), nullable=True),
-    Column("override_system", String(300), nullable=True),
-    Column("override_comment", Text, nullable=True),
+    Column("override_code", String(MAX_OVERRIDE_CODE_CHARS), nullable=True),
+    Column("override_system", String(MAX_OVERRIDE_SYSTEM_CHARS), nullable=True),
+    Column("override_comment", Text, nullable=True),  # at most MAX_USER_COMMENT_CHARS, checked before storing
     Column("received_at", DateTime(timezone=True), nullable=False, default=_now),
 )
 

@@ -118,3 +118,38 @@ def test_a_jwks_file_without_usable_keys_stops_the_start(tmp_path: Path) -> None
                 "issuers_file": str(tmp_path / "issuers.json"),
             }
         )
+
+
+def test_the_issuers_file_and_allowlist_are_parsed_once_and_kept(tmp_path: Path) -> None:
+    """What validation parsed is what the app uses: the issuers file gone after the settings were read
+    changes nothing (the gate reads ``settings.trusted_issuers``, not the file again)."""
+    from service.app import create_app
+
+    settings = _settings(
+        tmp_path,
+        ONE,
+        SPINECDS_FHIR_SERVER_ALLOWLIST="127.0.0.1:8080, Fhir.Example.org",
+        SPINECDS_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}",
+    )
+    assert set(settings.trusted_issuers) == {"https://a"}
+    assert settings.trusted_issuers["https://a"].algorithms == settings.jwt_algorithm_set == {"ES384", "RS384"}
+    assert settings.fhir_servers.entries == {("127.0.0.1", 8080), ("fhir.example.org", None)}
+    (tmp_path / "issuers.json").unlink()
+    app = create_app(settings)  # reading the file again would fail: "cannot read"
+    assert app.extensions["spinecds.auth"] is not None
+    assert app.test_client().get("/cds-services").status_code == 401
+    assert app.extensions["spinecds"].pipeline.limits.allowlist is settings.fhir_servers
+    with pytest.raises(ConfigError, match="SPINECDS_ISSUERS_FILE: cannot read"):
+        settings.with_overrides({"jwt_leeway_seconds": 30})  # new settings parse again
+
+
+def test_a_thresholds_file_that_is_not_yaml_names_the_variable(tmp_path: Path) -> None:
+    bad = tmp_path / "thresholds.yaml"
+    bad.write_text("pain.moderate: [5\n")
+    with pytest.raises(ConfigError, match="SPINECDS_THRESHOLDS_FILE: cannot read"):
+        Settings.from_env({"SPINECDS_THRESHOLDS_FILE": str(bad)})
+    bad.write_text("- 5\n")
+    with pytest.raises(ConfigError, match="SPINECDS_THRESHOLDS_FILE: must contain a mapping"):
+        Settings.from_env({"SPINECDS_THRESHOLDS_FILE": str(bad)})
+    bad.write_text("pain.moderate: 5\n")
+    assert Settings.from_env({"SPINECDS_THRESHOLDS_FILE": str(bad)}).threshold_overrides == {"pain.moderate": 5}

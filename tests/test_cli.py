@@ -153,6 +153,26 @@ def test_our_own_request_file_is_evaluated_without_fetching(tmp_path: Path) -> N
     assert "VA-22" in fired_rules(out["results"][0]["cards"])
 
 
+def test_the_offline_pipeline_is_the_apps_but_never_fetches(tmp_path: Path) -> None:
+    """One builder for the app and ``spinecds evaluate``; offline differs only in fetching nothing."""
+    from service.app import create_app
+    from service.cds.assemble import build_pipeline
+    from service.config import Settings
+
+    settings = Settings.from_env(
+        {"SPINECDS_FHIR_SERVER_ALLOWLIST": "127.0.0.1", "SPINECDS_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}"}
+    )
+    served = create_app(settings).extensions["spinecds"].pipeline
+    offline = build_pipeline(settings, offline=True)
+    assert served.limits.allowlist.refusal("http://127.0.0.1:8080/fhir") is None
+    assert offline.limits.allowlist.refusal("http://127.0.0.1:8080/fhir") == "fhirServer host is not on the allowlist"
+    assert offline.base.digest == served.base.digest
+    assert (offline.limits.max_total_bytes, offline.surgical_backup) == (
+        served.limits.max_total_bytes,
+        served.surgical_backup,
+    )
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

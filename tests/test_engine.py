@@ -10,13 +10,13 @@ import pytest
 
 from service.config import REPO_ROOT
 from service.engine.ruleset import load_rulebase
-from service.engine.runtime import Engine, Evaluation
+from service.engine.runtime import Evaluation, RuleEngine
 from service.facts.model import Fact, known, unknown
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine(load_rulebase(REPO_ROOT / "rules"))
+def engine() -> RuleEngine:
+    return RuleEngine(load_rulebase(REPO_ROOT / "rules"))
 
 
 def patient(pain: int, *, midline: bool | None = True, infection: bool = False) -> list[Fact]:
@@ -66,7 +66,7 @@ def expected_rules(pain: int, infection: bool) -> set[str]:
     return rules
 
 
-def test_known_chain(engine: Engine) -> None:
+def test_known_chain(engine: RuleEngine) -> None:
     ev = engine.evaluate(patient(8))
     assert ev.derived["D-VA-INDICATION"].value == "met"
     assert {f.rule.id for f in ev.conclusions} == {"VA-22", "RT-01", "SUP-04", "SUP-11"}
@@ -76,14 +76,14 @@ def test_known_chain(engine: Engine) -> None:
     assert {"VA-22", "RT-01"} <= set(mdt.rule_ids())
 
 
-def test_unknown_midline_is_pending_never_eligible(engine: Engine) -> None:
+def test_unknown_midline_is_pending_never_eligible(engine: RuleEngine) -> None:
     ev = engine.evaluate(patient(8, midline=None))
     assert ev.derived["D-VA-INDICATION"].value == "met-pending-exam"
     rules = {f.rule.id for f in ev.conclusions}
     assert "VA-22" not in rules and "VA-24" in rules
 
 
-def test_unknown_absolute_ci_gives_needs_data(engine: Engine) -> None:
+def test_unknown_absolute_ci_gives_needs_data(engine: RuleEngine) -> None:
     facts = [f for f in patient(8) if f.fid != "F-INFECT"] + [unknown("F-INFECT", "problem list not available")]
     ev = engine.evaluate(facts)
     assert ev.derived["D-VA-ABS-CI"].value == "unknown"
@@ -91,7 +91,7 @@ def test_unknown_absolute_ci_gives_needs_data(engine: Engine) -> None:
     assert "VA-24" in rules and "VA-22" not in rules
 
 
-def test_same_facts_in_any_order_same_conclusions(engine: Engine) -> None:
+def test_same_facts_in_any_order_same_conclusions(engine: RuleEngine) -> None:
     facts = patient(8, infection=True) + [known("F-VCF", True, level="T11"), unknown("F-ACUTE", "none", level="T11")]
     reference = outcome(engine.evaluate(facts))
     rng = random.Random(7)
@@ -101,7 +101,7 @@ def test_same_facts_in_any_order_same_conclusions(engine: Engine) -> None:
         assert outcome(engine.evaluate(shuffled)) == reference
 
 
-def test_ten_thousand_sequential_evaluations_are_isolated(engine: Engine) -> None:
+def test_ten_thousand_sequential_evaluations_are_isolated(engine: RuleEngine) -> None:
     """More than 1,024 evaluations also proves every state is deleted (else MemoryError at #1025)."""
     for i in range(10_000):
         pain, infection = i % 10, i % 7 == 0
@@ -109,7 +109,7 @@ def test_ten_thousand_sequential_evaluations_are_isolated(engine: Engine) -> Non
         assert {f.rule.id for f in ev.conclusions} == expected_rules(pain, infection), i
 
 
-def test_eight_threads_concurrent_evaluations_are_correct(engine: Engine) -> None:
+def test_eight_threads_concurrent_evaluations_are_correct(engine: RuleEngine) -> None:
     def work(i: int) -> tuple[int, set[str]]:
         pain, infection = i % 10, i % 3 == 0
         return i, {f.rule.id for f in engine.evaluate(patient(pain, infection=infection)).conclusions}
@@ -119,7 +119,7 @@ def test_eight_threads_concurrent_evaluations_are_correct(engine: Engine) -> Non
             assert rules == expected_rules(i % 10, i % 3 == 0), i
 
 
-def test_a_duplicated_fact_list_is_refused_before_it_explodes(engine: Engine) -> None:
+def test_a_duplicated_fact_list_is_refused_before_it_explodes(engine: RuleEngine) -> None:
     """k copies of a fact list would make an n-fact rule fire k**n times (x32: 1.1 million firings, 50 s)."""
     from service.engine.runtime import FactSetError
 

@@ -14,7 +14,7 @@ from conftest import CASE_NOW, ROOT
 from service.cds.definitions import PREFETCH
 from service.cds.pipeline import read_by_rules
 from service.engine.ruleset import load_rulebase
-from service.engine.runtime import Engine
+from service.engine.runtime import RuleEngine
 from service.facts.extract import ExtractionInput, extract_facts
 from service.facts.model import Fact, known, unknown
 from service.facts.vocabulary import Vocabulary
@@ -121,11 +121,11 @@ def test_new_deficit_window_is_a_threshold() -> None:
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    return Engine(BASE)
+def engine() -> RuleEngine:
+    return RuleEngine(BASE)
 
 
-def test_unknown_new_deficit_with_spinal_metastasis_leaves_mscc_unknown(engine: Engine) -> None:
+def test_unknown_new_deficit_with_spinal_metastasis_leaves_mscc_unknown(engine: RuleEngine) -> None:
     base = [known("F-MET", True, ["Condition/m"]), known("F-SCC-SYMPT", False), known("F-NEURO-DEFICIT", True)]
     ev = engine.evaluate([*base, unknown("F-NEURO-DEFICIT-NEW", "coded without onset")])
     assert ev.derived["D-MSCC"].value == "unknown"

@@ -110,3 +110,60 @@ def test_many_suggestions_or_long_suggestion_ids_are_400(server: SpinecdsServer)
     accepted["acceptedSuggestions"] = [{"id": str(uuid.uuid4())} for _ in range(101)]
     assert "acceptedSuggestions" in outcome(post(server, {"feedback": [accepted]}), 400)
     assert rows(server, accepted["card"]) == 0
+
+
+def _schema_at(document: dict[str, Any], schema: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    """The schema of ``path`` under ``schema``, following ``$ref`` and ``allOf`` (merged, later parts win)."""
+
+    def flat(s: dict[str, Any]) -> dict[str, Any]:
+        if "$ref" in s:
+            s = {
+                **document["components"]["schemas"][s["$ref"].rsplit("/", 1)[1]],
+                **{k: v for k, v in s.items() if k != "$ref"},
+            }
+        merged: dict[str, Any] = {k: v for k, v in s.items() if k != "allOf"}
+        for part in s.get("allOf", []):
+            part = flat(part)
+            props = {**merged.get("properties", {})}
+            for name, sub in part.get("properties", {}).items():
+                props[name] = {**props.get(name, {}), **sub}
+            merged = {**merged, **part, "properties": props}
+        return merged
+
+    schema = flat(schema)
+    for key in path:
+        schema = flat(schema["properties"][key])
+    return schema
+
+
+def test_the_openapi_document_states_the_limits_the_service_applies() -> None:
+    from service.api_docs.blueprint import openapi_document
+    from service.cds.feedback_limits import MAX_ACCEPTED_SUGGESTIONS, MAX_SUGGESTION_ID_CHARS, STORED_TEXT
+
+    document = openapi_document()
+    schemas = document["components"]["schemas"]
+    assert schemas["FeedbackRequest"]["properties"]["feedback"]["maxItems"] == MAX_FEEDBACK_ITEMS
+    item_schema = schemas["FeedbackItem"]
+    for path, limit in STORED_TEXT:
+        assert _schema_at(document, item_schema, path).get("maxLength") == limit, path
+    suggestions = _schema_at(document, item_schema, ("acceptedSuggestions",))
+    assert suggestions["maxItems"] == MAX_ACCEPTED_SUGGESTIONS
+    assert suggestions["items"]["properties"]["id"]["maxLength"] == MAX_SUGGESTION_ID_CHARS
+    too_large = document["paths"]["/cds-services/{id}/feedback"]["post"]["responses"]["413"]["description"]
+    assert MAX_FEEDBACK_BYTES == 1_048_576 and "over 1 MiB" in too_large
+    assert f"more than {MAX_FEEDBACK_ITEMS} items" in too_large
+
+
+def test_the_readme_and_security_page_state_the_same_limits() -> None:
+    from pathlib import Path
+
+    from service.cds.feedback_limits import MAX_ACCEPTED_SUGGESTIONS, MAX_SUGGESTION_ID_CHARS
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert f"≤ 1 MiB and ≤ {MAX_FEEDBACK_ITEMS} items (413), comment ≤ {MAX_USER_COMMENT_CHARS} characters" in readme
+    security = (root / "docs" / "security.md").read_text(encoding="utf-8")
+    assert (
+        f"1 MiB and {MAX_FEEDBACK_ITEMS} items per request (413); `userComment` {MAX_USER_COMMENT_CHARS} characters, "
+        f"{MAX_ACCEPTED_SUGGESTIONS} suggestions of ids ≤ {MAX_SUGGESTION_ID_CHARS} characters per item"
+    ) in security

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from conftest import load_json
@@ -58,16 +59,9 @@ def hostile_fhir() -> Iterator[ScriptedServer]:
 
 def _worker_pid(server: SpinecdsServer) -> int:
     assert server.process is not None
-    master = server.process.pid
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                status = (entry / "status").read_text()
-            except OSError:
-                continue
-            if f"\nPPid:\t{master}\n" in status:
-                return int(entry.name)
-    raise AssertionError("no gunicorn worker found")
+    workers = psutil.Process(server.process.pid).children()
+    assert workers, "no gunicorn worker found"
+    return int(workers[0].pid)
 
 
 def _peak_mb(pid: int) -> float:

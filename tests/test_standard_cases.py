@@ -24,15 +24,9 @@ from support.cases import (
     load_cases,
 )
 
+from service.conformance.systems import CANONICAL
+
 CASES = load_cases(STANDARD_CASES_DIR)
-CODE_SYSTEMS = {
-    "http://snomed.info/sct": "SNOMED CT",
-    "http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM",
-    "http://loinc.org": "LOINC",
-    "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
-    "http://www.ama-assn.org/go/cpt": "CPT",
-    "http://unitsofmeasure.org": "UCUM",
-}
 
 
 def _params() -> list[Any]:
@@ -87,9 +81,9 @@ def test_every_standard_code_has_a_recorded_source() -> None:
     table = (STANDARD_CASES_DIR / "CODES.md").read_text(encoding="utf-8")
     listed = {(m.group(1), m.group(2)) for m in re.finditer(r"^\| ([^|]+?) \| `([^`]+)` \|", table, re.M)}
     used = {
-        (CODE_SYSTEMS[system], code)
+        (CANONICAL[system], code)
         for _, case in CASES
         for system, code in _codings([case["resources"], case.get("draft_orders", [])])
-        if system in CODE_SYSTEMS
+        if system in CANONICAL
     }
     assert sorted(used - listed) == []

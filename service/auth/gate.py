@@ -102,12 +102,10 @@ def install_auth(
         )
         return None
     # imported only when required: PyJWT and cryptography cost ~0.15 s of every start
-    from .issuers import load_issuers, parse_algorithms
     from .replay import ReplayStore, ReplayStoreUnavailable
     from .verifier import AuthFailure, JwtVerifier
 
-    algorithms = parse_algorithms(settings.jwt_algorithms)
-    issuers = load_issuers(settings.issuers_file, algorithms)
+    issuers = settings.trusted_issuers  # parsed once, when the settings were validated
     verifier = JwtVerifier(
         issuers,
         ReplayStore(db),

@@ -24,10 +24,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from service.config import PREFIX, ConfigError
+from service.config_errors import PREFIX, ConfigError
 from service.fhir.allowlist import is_loopback
-
-from .jwks import JwksError, parse_jwks
 
 VAR = f"{PREFIX}ISSUERS_FILE"
 ALGORITHMS_VAR = f"{PREFIX}JWT_ALGORITHMS"
@@ -100,6 +98,8 @@ def _issuer(entry: Any, index: int, base: Path, algorithms: frozenset[str]) -> I
     if entry.get("jwks_file") is not None:
         if not isinstance(entry["jwks_file"], str):
             raise ConfigError(f"{where}.jwks_file: must be a path")
+        from .jwks import JwksError, parse_jwks  # here: PyJWT and cryptography cost ~0.2 s, needed only for a file
+
         jwks_file = (base / entry["jwks_file"]).resolve()
         if not jwks_file.is_file():
             raise ConfigError(f"{where}.jwks_file: no such file {str(jwks_file)!r}")

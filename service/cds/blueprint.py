@@ -24,7 +24,7 @@ from .feedback_limits import (
     MAX_FEEDBACK_BYTES,
     MAX_FEEDBACK_ITEMS,
     MAX_SUGGESTION_ID_CHARS,
-    MAX_USER_COMMENT_CHARS,
+    STORED_TEXT,
 )
 from .prefetch import PrefetchUnavailable
 from .request import parse_hook_request
@@ -204,25 +204,18 @@ def _parse_feedback(body: Any) -> list[dict[str, Any]]:
     return list(body["feedback"])
 
 
-# what the feedback table can hold (db.FeedbackItem): longer or NUL-bearing text is the sender's error
-# (400), never a database error that would read as an outage (503) and be retried forever
-_STORED_TEXT = (("card", 100), ("outcomeTimestamp", 40))
-_STORED_REASON = (("code", 200), ("system", 300))
-
-
 def _stored_text_problems(where: str, item: dict[str, Any]) -> list[str]:
-    fields: list[tuple[str, Any, int | None]] = [(f"{where}.{k}", item.get(k), n) for k, n in _STORED_TEXT]
-    reason = item.get("overrideReason")
-    if isinstance(reason, dict):
-        fields.append((f"{where}.overrideReason.userComment", reason.get("userComment"), MAX_USER_COMMENT_CHARS))
-        coding = reason.get("reason")
-        if isinstance(coding, dict):
-            fields += [(f"{where}.overrideReason.reason.{k}", coding.get(k), n) for k, n in _STORED_REASON]
+    """What the feedback table can hold (``STORED_TEXT``, the columns' sizes): longer or NUL-bearing text is the
+    sender's error (400), never a database error that would read as an outage (503) and be retried forever."""
     problems = []
-    for name, value, limit in fields:
+    for path, limit in STORED_TEXT:
+        value: Any = item
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
         if not isinstance(value, str):
             continue
-        if limit is not None and len(value) > limit:
+        name = ".".join((where, *path))
+        if len(value) > limit:
             problems.append(f"{name}: longer than {limit} characters")
         if "\x00" in value:
             problems.append(f"{name}: must not contain NUL characters")

@@ -10,7 +10,7 @@ from typing import Any
 from service.cards.build import CardContext, build_cards
 from service.cards.drafts import DraftOrders
 from service.engine.ruleset import RuleBase
-from service.engine.runtime import Engine, Evaluation
+from service.engine.runtime import Evaluation, RuleEngine
 from service.facts.extract import ExtractionInput, extract_facts
 from service.facts.vocabulary import LOCAL_SYSTEM, Vocabulary
 from service.fhir.client import FetchLimits
@@ -30,7 +30,7 @@ class Decision:
 
 @dataclass
 class Pipeline:
-    engine: Engine
+    rule_engine: RuleEngine
     vocab: Vocabulary
     limits: FetchLimits
     surgical_backup: str
@@ -43,7 +43,7 @@ class Pipeline:
 
     @property
     def base(self) -> RuleBase:
-        return self.engine.base
+        return self.rule_engine.base
 
     def run(self, request: HookRequest) -> Decision:
         prefetch = gather(request, self.limits, self.relevant)
@@ -70,7 +70,7 @@ class Pipeline:
             surgical_backup=self.surgical_backup,
         )
         facts = extract_facts(inp)
-        evaluation = self.engine.evaluate(facts)
+        evaluation = self.rule_engine.evaluate(facts)
         drafts = DraftOrders(
             draft_orders,
             self.vocab.concept_in,

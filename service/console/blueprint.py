@@ -15,8 +15,8 @@ from flask import Blueprint, Response, current_app, jsonify, send_from_directory
 
 from service.cds.request_builder import BadInput, subjects_from_json
 from service.cds.strict_json import json_request_body
+from service.engine.catalogue import rule_catalogue
 from service.errors import ApiError
-from service.offline.catalogue import rule_catalogue
 from service.state import AppState
 
 from .feedback_stats import feedback_by_rule

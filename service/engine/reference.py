@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from service.config import REPO_ROOT
+from service.conformance.systems import CANONICAL
 
 from .ruleset import NUMERIC, Atom, Rule, RuleBase, load_rulebase
 from .schema import FactSpec
@@ -175,17 +176,6 @@ def _absence(fact: FactSpec) -> str:
     return f"{_word(fact.closed_world.absent)} if {', '.join(fact.closed_world.lists)} obtained, else unknown"
 
 
-SYSTEMS = {
-    "http://snomed.info/sct": "SNOMED CT",
-    "http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM",
-    "http://loinc.org": "LOINC",
-    "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
-    "http://www.whocc.no/atc": "ATC",
-    "http://www.ama-assn.org/go/cpt": "CPT",
-    "http://unitsofmeasure.org": "UCUM",
-}
-
-
 def render_fact_sources(base: RuleBase, profiles_dir: str | Path) -> str:
     """docs/fact-sources.md: fact -> standard sources (ValueSets and their code systems) -> local fallback."""
     valuesets = {
@@ -226,7 +216,8 @@ def _valueset_line(vs_id: str, vs: dict[str, Any] | None) -> str:
         return f"{vs_id} (missing)"
     systems: dict[str, list[str]] = {}
     for inc in (vs.get("compose") or {}).get("include", []):
-        name = SYSTEMS.get(inc.get("system", ""), "local" if "spinecds" in inc.get("system", "") else inc.get("system"))
+        system = inc.get("system", "")
+        name = CANONICAL.get(system, "local" if "spinecds" in system else system)
         entry = systems.setdefault(name, [])
         entry += [f"is-a {f['value']}" for f in inc.get("filter", [])]
         if inc.get("concept"):
@@ -235,7 +226,7 @@ def _valueset_line(vs_id: str, vs: dict[str, Any] | None) -> str:
     if expansion:
         counted: dict[str, int] = {}
         for c in expansion:
-            name = SYSTEMS.get(c.get("system", ""), "local")
+            name = CANONICAL.get(c.get("system", ""), "local")
             counted[name] = counted.get(name, 0) + 1
         for name, n in counted.items():
             systems.setdefault(name, []).append(f"{n} in expansion")

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from service.config import ConfigError
+from service.config_errors import ConfigError
 
 from . import schema
 

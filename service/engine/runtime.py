@@ -109,8 +109,8 @@ class Evaluation:
     conclusions: list[Firing]
 
 
-class Engine:
-    """Compiled rule base; ``evaluate`` is safe to call from many threads."""
+class RuleEngine:
+    """The compiled rule base (durable-rules; not SQLAlchemy's ``Engine``); ``evaluate`` is thread-safe."""
 
     _instances = 0
 
@@ -119,11 +119,11 @@ class Engine:
         self._lock = threading.Lock()
         self._results: dict[str, list[tuple[str, Match]]] = {}
         self._host = _SyncHost(self._record)
-        Engine._instances += 1
+        RuleEngine._instances += 1
         definitions = durable_definitions(base)
         self._names: list[str] = []
         for k, definition in enumerate(definitions):
-            name = f"spinecds_{base.digest}_{Engine._instances}_s{k}"
+            name = f"spinecds_{base.digest}_{RuleEngine._instances}_s{k}"
             self._host.set_rulesets({name: definition})
             self._names.append(name)
         self._rulesets = [self._host.get_ruleset(n) for n in self._names]

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from urllib3.util import parse_url
 
-from service.config import PREFIX, ConfigError
+from service.config_errors import PREFIX, ConfigError
 
 MAX_URL_LENGTH = 2048
 _DEFAULT_PORTS = {"http": 80, "https": 443}

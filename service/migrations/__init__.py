@@ -2,9 +2,9 @@
 
 Production databases are created and upgraded only by migrations (``spinecds migrate``); the app
 then never changes their schema. A database without an ``alembic_version`` table is a development
-database: ``service.db.init_db`` creates its tables from the models. ``upgrade`` adopts such a
-database (or one created before migrations existed) by stamping the first revision when its tables
-are already there.
+database: ``service.db.init_db`` creates its tables from ``service.db.metadata`` (SQLAlchemy Core tables;
+there are no ORM classes). ``upgrade`` adopts such a database (or one created before migrations existed)
+by stamping the first revision when its tables are already there.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""alembic environment: the models' metadata, batch mode on SQLite, one migrator at a time on PostgreSQL."""
+"""alembic environment: the tables of ``service.db.metadata``; batch mode on SQLite; one migrator at a time on
+PostgreSQL."""
 
 from __future__ import annotations
 

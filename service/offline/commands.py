@@ -48,12 +48,14 @@ def add_parsers(sub: Any) -> None:
 
 
 def run_evaluate(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    from .evaluate import Summary, build_pipeline  # imported here: ``spinecds serve`` does not need the engine
+    from service.cds.assemble import build_pipeline  # imported here: ``spinecds serve`` does not need these
+
+    from .evaluate import Summary
 
     out, err = out or sys.stdout, err or sys.stderr
     try:
         clock = _clock(args.now)
-        pipeline = build_pipeline(Settings.from_env(), clock)
+        pipeline = build_pipeline(Settings.from_env(), clock, offline=True)
     except (ConfigError, ValueError) as exc:
         print(f"spinecds: {exc}", file=err)
         return EXIT_BAD_INPUT
@@ -141,12 +143,11 @@ def _print_summary(summary: Summary, out: TextIO) -> None:
 
 
 def _check_rules(out: TextIO, err: TextIO) -> int:
-    from service.app import _threshold_overrides
     from service.engine.ruleset import check_rulebase
 
     try:
         settings = Settings.from_env()
-        problems = check_rulebase(settings.rules_dir, _threshold_overrides(settings.thresholds_file))
+        problems = check_rulebase(settings.rules_dir, settings.threshold_overrides)
     except ConfigError as exc:
         print(f"spinecds: {exc}", file=err)
         return EXIT_BAD_INPUT
@@ -165,12 +166,10 @@ def run_rules(args: argparse.Namespace, out: TextIO | None = None, err: TextIO |
         return _check_rules(out, err)
     try:
         settings = Settings.from_env()
-        from service.app import _threshold_overrides
-        from service.engine.ruleset import load_rulebase
+        from service.cds.assemble import load_rules
+        from service.engine.catalogue import rule_catalogue
 
-        from .catalogue import rule_catalogue
-
-        catalogue = rule_catalogue(load_rulebase(settings.rules_dir, _threshold_overrides(settings.thresholds_file)))
+        catalogue = rule_catalogue(load_rules(settings))
     except (ConfigError, ValueError) as exc:
         print(f"spinecds: {exc}", file=err)
         return EXIT_BAD_INPUT

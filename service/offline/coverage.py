@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from service.cds.request_builder import BadInput
+from service.conformance.systems import CANONICAL
 from service.facts import fhirdata as fd
 from service.facts.vocabulary import LOCAL_SYSTEM, Vocabulary, codings
 
@@ -38,15 +39,7 @@ CODED_ELEMENTS: dict[str, tuple[str, ...]] = {
 }
 VALUESET_FACTS = Path(__file__).resolve().parent / "valueset_facts.json"
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
-SYSTEM_NAMES = {
-    "http://snomed.info/sct": "SNOMED CT",
-    "http://loinc.org": "LOINC",
-    "http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM",
-    "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
-    "http://www.whocc.no/atc": "ATC",
-    "http://www.ama-assn.org/go/cpt": "CPT",
-    LOCAL_SYSTEM: "spinecds local",
-}
+SYSTEM_NAMES = {**CANONICAL, LOCAL_SYSTEM: "spinecds local"}
 
 
 @dataclass

@@ -1,48 +1,21 @@
-"""Run the service pipeline on offline subjects: same validation, facts, rules and cards as a call."""
+"""Run the service pipeline (``service.cds.assemble.build_pipeline(offline=True)``) on offline subjects: same
+validation, facts, rules and cards as a call."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
-from service.app import _threshold_overrides
 from service.cds.definitions import SERVICES
 from service.cds.pipeline import Pipeline
 from service.cds.prefetch import PrefetchUnavailable
 from service.cds.request import parse_hook_request
-from service.config import Settings
-from service.engine.ruleset import load_rulebase
-from service.engine.runtime import Engine
 from service.errors import ApiError
-from service.facts.vocabulary import Vocabulary
-from service.fhir.client import FetchLimits
 
 from .inputs import Subject
 
 TRACE_KEY = "org.spinecds.trace"
-
-
-def build_pipeline(settings: Settings, clock: Callable[[], datetime] | None = None) -> Pipeline:
-    """The pipeline ``create_app`` builds, without Flask or a database."""
-    base = load_rulebase(settings.rules_dir, _threshold_overrides(settings.thresholds_file))
-    limits = FetchLimits(
-        settings.fhir_connect_timeout,
-        settings.fhir_read_timeout,
-        settings.fhir_max_pages,
-        settings.fhir_max_response_bytes,
-        max_total_bytes=settings.fhir_max_total_bytes,
-    )
-    return Pipeline(
-        Engine(base),
-        Vocabulary.load(settings.profiles_dir),
-        limits,
-        settings.spine_surgical_backup,
-        settings.public_base_url,
-        clock or (lambda: datetime.now(UTC)),
-    )
 
 
 @dataclass

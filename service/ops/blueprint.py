@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.engine.ruleset import Rule
+from service.engine.catalogue import rule_reference
 from service.errors import ApiError
 from service.migrations import schema_problem
 from service.ops.metrics import exposition
@@ -52,20 +50,6 @@ def ready() -> Response:
     return jsonify(
         {"status": "ready", "rules": len(state.pipeline.base.rule_ids), "ruleBase": state.pipeline.base.digest}
     )
-
-
-def rule_reference(rules: list[Rule]) -> dict[str, Any]:
-    lead = rules[0]
-    return {
-        "id": lead.id,
-        "title": lead.title,
-        "catalogue": [r.catalogue for r in rules if r.catalogue],
-        "sources": sorted({s for r in rules for s in r.sources}),
-        "derives": sorted({r.derive[0] for r in rules if r.derive}),
-        "concludes": sorted({r.conclude["type"] for r in rules if r.conclude}),
-        "thresholds": sorted({t for r in rules for t in r.thresholds}),
-        "file": lead.file,
-    }
 
 
 @bp.get("/rules")

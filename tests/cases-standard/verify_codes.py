@@ -26,6 +26,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))  # the code system names, from the service (standard library only)
+from service.conformance.systems import CANONICAL  # noqa: E402
+
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 if not FIXTURES.exists():
     FIXTURES = Path("/work/shared/fixtures")
@@ -35,14 +38,6 @@ MIRRORS = [
     ("cqframework/ecqm-content-r4", "/work/.mirror/cqframework+ecqm-content-r4/repo",
      "04f5c4919ee8a56e24484c3269f74d47b03e3d75"),
 ]
-NAMES = {
-    "http://snomed.info/sct": "SNOMED CT",
-    "http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM",
-    "http://loinc.org": "LOINC",
-    "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
-    "http://www.ama-assn.org/go/cpt": "CPT",
-    "http://unitsofmeasure.org": "UCUM",
-}
 MCODE_IG = ("HL7/fhir-mCODE-ig", "/work/.mirror/HL7+fhir-mCODE-ig/repo", "543477b5585f2dcc717820a2bea141ea85f03012")
 SECONDARY = {
     ("LOINC", "26515-7"): "https://loinc.org/26515-7/ (Regenstrief LOINC 2.77 term page: Platelets:NCnc:Pt:Bld:Qn)",
@@ -69,8 +64,8 @@ def used_codes() -> dict[tuple[str, str], dict[str, Any]]:
     def walk(node: Any, case: str) -> None:
         if isinstance(node, dict):
             system, code = node.get("system"), node.get("code")
-            if system in NAMES and isinstance(code, str):
-                entry = out.setdefault((NAMES[system], code), {"displays": set(), "cases": set()})
+            if system in CANONICAL and isinstance(code, str):
+                entry = out.setdefault((CANONICAL[system], code), {"displays": set(), "cases": set()})
                 if node.get("display"):
                     entry["displays"].add(node["display"])
                 entry["cases"].add(case)
@@ -107,8 +102,9 @@ def expansion_index() -> dict[tuple[str, str], tuple[str, str, str]]:
             for inc in vs.get("compose", {}).get("include", []):
                 concepts += [(inc.get("system"), c) for c in inc.get("concept", []) or []]
             for system, concept in concepts:
-                if system in NAMES:
-                    index.setdefault((NAMES[system], concept.get("code")), (concept.get("display") or "", where, ""))
+                if system in CANONICAL:
+                    key = (CANONICAL[system], concept.get("code"))
+                    index.setdefault(key, (concept.get("display") or "", where, ""))
     return index
 
 

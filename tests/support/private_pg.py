@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 
 
@@ -91,17 +92,7 @@ class PrivateCluster:
     def processes(self) -> list[int]:
         """The postmaster and every process it forked (backends, checkpointer, walwriter ...)."""
         postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
-        pids = [postmaster]
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    status = (entry / "status").read_text()
-                except OSError:
-                    continue
-                ppid = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "")
-                if ppid == str(postmaster):
-                    pids.append(int(entry.name))
-        return pids
+        return [postmaster, *(child.pid for child in psutil.Process(postmaster).children())]
 
     def freeze(self) -> list[int]:
         """SIGSTOP the whole cluster: it is not down (connections open, the port accepts), it just never answers."""

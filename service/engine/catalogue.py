@@ -1,15 +1,30 @@
 """The rule catalogue as data (ID, what it needs, what it concludes, sources, thresholds in force).
 
-Shared by ``spinecds rules`` and the console; built on the ``/rules`` reference of the ops blueprint.
+``rule_reference`` is one rule's entry as ``GET /rules`` answers it (ops blueprint); ``rule_catalogue``
+adds each variant's condition, needs and conclusion for ``spinecds rules`` and the console.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from service.engine.reference import describe_condition
-from service.engine.ruleset import RuleBase
-from service.ops.blueprint import rule_reference
+from .reference import describe_condition
+from .ruleset import Rule, RuleBase
+
+
+def rule_reference(rules: list[Rule]) -> dict[str, Any]:
+    """One rule (all its variants) as ``GET /rules`` lists it."""
+    lead = rules[0]
+    return {
+        "id": lead.id,
+        "title": lead.title,
+        "catalogue": [r.catalogue for r in rules if r.catalogue],
+        "sources": sorted({s for r in rules for s in r.sources}),
+        "derives": sorted({r.derive[0] for r in rules if r.derive}),
+        "concludes": sorted({r.conclude["type"] for r in rules if r.conclude}),
+        "thresholds": sorted({t for r in rules for t in r.thresholds}),
+        "file": lead.file,
+    }
 
 
 def rule_catalogue(base: RuleBase) -> dict[str, Any]:
