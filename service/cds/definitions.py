@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,3 +132,10 @@ REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
     "order-select": ("userId", "patientId", "selections", "draftOrders"),
     "order-sign": ("userId", "patientId", "draftOrders"),
 }
+
+
+def template_type(key: str) -> tuple[str, bool]:
+    """(resource type, is a search) of a prefetch key's template."""
+    template = PREFETCH[key]
+    is_search = "?" in template
+    return re.split(r"[?/]", template, maxsplit=1)[0], is_search

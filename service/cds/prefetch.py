@@ -42,7 +42,7 @@ from service.fhir.client import FetchError, FetchLimits, FhirClient, PartialFetc
 from service.fhir.pool import Intake, ResourcePool
 from service.ops.metrics import timed_fetch
 
-from .definitions import KEY_LABELS, PREFETCH, REQUIRED_KEYS
+from .definitions import KEY_LABELS, PREFETCH, REQUIRED_KEYS, template_type
 from .request import HookRequest
 
 log = logging.getLogger("spinecds.prefetch")
@@ -186,13 +186,6 @@ def _is_outcome(value: Mapping[str, Any]) -> bool:
 
 SEARCH_BUNDLES = frozenset({"searchset", "collection"})
 RESPONSE_BUNDLES = frozenset({"batch-response", "transaction-response"})
-
-
-def template_type(key: str) -> tuple[str, bool]:
-    """(resource type, is a search) of a prefetch key's template."""
-    template = PREFETCH[key]
-    is_search = "?" in template
-    return re.split(r"[?/]", template, maxsplit=1)[0], is_search
 
 
 def _text(value: Any) -> str | None:

@@ -44,8 +44,7 @@ from urllib.parse import parse_qsl
 
 from service.fhir.pool import PATIENT_ELEMENT
 
-from .definitions import PREFETCH, SERVICES
-from .prefetch import template_type
+from .definitions import PREFETCH, SERVICES, template_type
 
 # hook -> the id of the service that answers it
 SERVICE_FOR_HOOK: dict[str, str] = {s.hook: s.id for s in SERVICES.values()}
