@@ -137,7 +137,9 @@ def _used_by_extractor() -> set[str]:
             by_type.setdefault(r["resourceType"], []).append(r)
         cats = frozenset({"conditions", "labs", "ps_pain", "findings", "meds", "allergies", "procedures", "imaging"})
         extract_facts(
-            ExtractionInput(vocab, by_type, cats, thresholds, CASE_NOW, case.get("draft_orders", []), "unknown")
+            ExtractionInput(
+                vocab, by_type, cats, thresholds, CASE_NOW, case.get("draft_orders", []), "unknown", facts=base.facts
+            )
         )
     # an imaging report makes the imaging extractor consult its ValueSets
     report = {
@@ -147,7 +149,9 @@ def _used_by_extractor() -> set[str]:
         "code": {"text": "x"},
         "effectiveDateTime": datetime(2026, 5, 30, tzinfo=UTC).isoformat(),
     }
-    extract_facts(ExtractionInput(vocab, {"DiagnosticReport": [report]}, frozenset(), thresholds, CASE_NOW))
+    extract_facts(
+        ExtractionInput(vocab, {"DiagnosticReport": [report]}, frozenset(), thresholds, CASE_NOW, facts=base.facts)
+    )
     # Vocabulary.level_of reads the vertebral-level designations of any ValueSet that carries them
     level_sets = {
         path.name.removeprefix("ValueSet-").removesuffix(".json")

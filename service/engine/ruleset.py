@@ -324,8 +324,19 @@ class _Loader:
         for fid in sorted(asserted - set(base.facts) - self.broken):
             self.problem("facts.yaml", ("facts",), f"{fid}: asserted by the extractor but not declared")
         for fid, spec in base.facts.items():
-            if spec.window is not None and spec.window not in base.thresholds:
-                self.problem("facts.yaml", ("facts", fid, "window"), f"unknown threshold {spec.window!r}")
+            if spec.window is not None:
+                self.check_days(base, ("facts", fid, "window"), spec.window)
+            if spec.horizon is not None:
+                self.check_days(base, ("facts", fid, "horizon", "low"), spec.horizon.low)
+                self.check_days(base, ("facts", fid, "horizon", "high"), spec.horizon.high)
+
+    def check_days(self, base: RuleBase, at: tuple[str | int, ...], name: str) -> None:
+        """A window or horizon names a threshold counted in days."""
+        threshold = base.thresholds.get(name)
+        if threshold is None:
+            self.problem("facts.yaml", at, f"unknown threshold {name!r}")
+        elif threshold["unit"] != "days":
+            self.problem("facts.yaml", at, f"threshold {name!r} is in {threshold['unit']!r}, not days")
 
     def check_cards(self, base: RuleBase) -> None:
         ids = self.rule_ids

@@ -177,6 +177,14 @@ class ClosedWorld(Strict):
     absent: Scalar = False
 
 
+class Horizon(Strict):
+    """Which prediction of a risk assessment the fact is: one whose ``whenRange.high`` lies from ``low`` to ``high``
+    (threshold names, days)."""
+
+    low: Text
+    high: Text
+
+
 class FactSpec(Strict):
     type: Literal["boolean", "number", "enum", "string"]
     values: list[Text] = []
@@ -184,7 +192,8 @@ class FactSpec(Strict):
     per: Literal["patient", "level"] = "patient"
     meaning: Text
     sources: Annotated[list[FactSource], Field(min_length=1)]
-    window: str | None = None  # a threshold name (days)
+    window: str | None = None  # a threshold name (days): older evidence is stale
+    horizon: Horizon | None = None  # a prediction's horizon (RiskAssessment.prediction.whenRange)
     closed_world: ClosedWorld | None = None
     algorithm: str = ""  # where Python computes the value (SINS from components, acuity, ...)
 
