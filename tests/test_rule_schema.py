@@ -163,6 +163,22 @@ BREAKAGES = [
         id="fact-window-not-a-threshold",
     ),
     pytest.param(
+        "facts.yaml",
+        "    window: brace.window_days\n",
+        "    window: sbrt.max_ecog\n",
+        "facts.F-BRACE.window",
+        "threshold 'sbrt.max_ecog' is in 'ECOG', not days",
+        id="fact-window-not-in-days",
+    ),
+    pytest.param(
+        "facts.yaml",
+        "    horizon: {low: sorg.mortality_90d_low_days,",
+        "    horizon: {low: sorg.mortality_90d_from,",
+        "facts.F-SORG-MORT-90D.horizon.low",
+        "unknown threshold 'sorg.mortality_90d_from'",
+        id="fact-horizon-not-a-threshold",
+    ),
+    pytest.param(
         "derived.yaml",
         "  - id: D-OPT-RT\n",
         "  - id: D-OPT-RT\n    value: [true]\n",
