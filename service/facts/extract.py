@@ -39,7 +39,6 @@ TOKUHASHI_ITEMS = [
     "tokuhashi-primary-points",
     "tokuhashi-palsy-points",
 ]
-SEVERE_SNOMED = "24484000"
 
 
 @dataclass
@@ -283,14 +282,12 @@ def med_fact(inp: ExtractionInput, fid: str, vs_id: str, label: str, *, active_o
 # ----------------------------------------------------------------------------- disease
 
 
-# mCODE's nonspecific secondary cancer condition ("secondary malignant neoplastic disease", no site): a
-# metastasis somewhere, not a bone metastasis, unless the Condition names a vertebral level.
-NONSPECIFIC_SECONDARY = frozenset({("http://snomed.info/sct", "128462008")})
-
-
-def nonspecific_only(cond: Resource) -> bool:
-    pairs = {(c.get("system"), c.get("code")) for c in codings(cond.get("code"))}
-    return bool(pairs) and pairs <= NONSPECIFIC_SECONDARY
+def nonspecific_only(inp: ExtractionInput, cond: Resource) -> bool:
+    """Coded only as a secondary cancer without a site (ValueSet secondary-malignancy-nonspecific, mCODE's
+    "secondary malignant neoplastic disease"): a metastasis somewhere, not a bone metastasis, unless the
+    Condition names a vertebral level."""
+    found = codings(cond.get("code"))
+    return bool(found) and all(inp.vocab.concept_in("secondary-malignancy-nonspecific", {"coding": [c]}) for c in found)
 
 
 def skeletal_conditions(inp: ExtractionInput) -> list[dict[str, Any]]:  # in input order, like conditions_in
@@ -300,7 +297,7 @@ def skeletal_conditions(inp: ExtractionInput) -> list[dict[str, Any]]:  # in inp
     found = []
     for c in conditions_in(inp, "spinal-metastasis"):
         levels = levels_of(inp, c)
-        if levels or (not fd.body_sites(c) and not nonspecific_only(c)):
+        if levels or (not fd.body_sites(c) and not nonspecific_only(inp, c)):
             found.append(c)
     found += [c for c in conditions_in(inp, "skeletal-haematological") if c not in found]
     fractured = bool(conditions_in(inp, "pathological-vcf"))
@@ -830,7 +827,7 @@ def allergies(inp: ExtractionInput) -> list[Fact]:
 @extractor("F-STENOSIS-NONCANCER", "F-CARDIOPULM-SEVERE")
 def comorbidity(inp: ExtractionInput) -> list[Fact]:
     cardio = conditions_in(inp, "cardiopulmonary-disease")
-    severe = [c for c in cardio if any(cc.get("code") == SEVERE_SNOMED for cc in codings(c.get("severity")))]
+    severe = [c for c in cardio if inp.vocab.concept_in("condition-severity-severe", c.get("severity"))]
     if severe:
         cp = known("F-CARDIOPULM-SEVERE", True, [fd.ref(c) for c in severe], "severe cardiopulmonary disease")
     elif cardio:
