@@ -167,6 +167,7 @@ class FactSource(Strict):
     elements: list[Text] = []
     valuesets: list[Text] = []  # ids of fhir_profiles/ValueSet-<id>.json
     local_codes: list[Text] = []  # codes of the spinecds local CodeSystem (only where no standard code exists)
+    summed: bool = False  # the fact is the sum of these codes' values (all of them) when no total is documented
     note: str = ""
 
 

@@ -22,24 +22,6 @@ from .vocabulary import LEVEL_ORDER, LOCAL_SYSTEM, Vocabulary, codings
 
 Resource = Mapping[str, Any]
 
-ESCC_ORDER = ["escc-0", "escc-1a", "escc-1b", "escc-1c", "escc-2", "escc-3"]
-SINS_COMPONENTS = [
-    "sins-location",
-    "sins-pain",
-    "sins-bone-lesion",
-    "sins-alignment",
-    "sins-collapse",
-    "sins-posterolateral",
-]
-TOKUHASHI_ITEMS = [
-    "tokuhashi-kps-points",
-    "tokuhashi-extraspinal-bone-points",
-    "tokuhashi-vertebral-mets-points",
-    "tokuhashi-visceral-points",
-    "tokuhashi-primary-points",
-    "tokuhashi-palsy-points",
-]
-
 
 @dataclass
 class ExtractionInput:
@@ -79,6 +61,10 @@ class ExtractionInput:
 
     def window_for(self, fid: str) -> timedelta:
         return timedelta(days=self.window_days(fid))
+
+    def summed_codes(self, fid: str) -> list[str]:
+        """The local codes whose values add up to the fact when no total is documented (facts.yaml ``summed``)."""
+        return [code for s in self.facts[fid].sources if s.summed for code in s.local_codes]
 
     def counted_observations(self) -> list[dict[str, Any]]:
         """Observations that count (not entered-in-error/cancelled), latest first; computed once."""
@@ -553,9 +539,12 @@ def morphology(inp: ExtractionInput) -> list[Fact]:
 
 @extractor("F-ESCC")
 def escc(inp: ExtractionInput) -> list[Fact]:
-    def grade(o: Resource) -> str | None:
+    def grade(o: Resource) -> str | None:  # an answer of ValueSet escc-grade: escc-<a value of F-ESCC>
         answer = fd.local_answer(o)
-        return answer.removeprefix("escc-") if answer in ESCC_ORDER else None
+        if answer is None or not inp.vocab.concept_in("escc-grade", o.get("valueCodeableConcept")):
+            return None
+        value = answer.removeprefix("escc-")
+        return value if value in inp.facts["F-ESCC"].values else None
 
     return [latest(inp, "F-ESCC", local_obs(inp, "escc-grade"), grade, "ESCC grade")]
 
@@ -565,12 +554,14 @@ def sins(inp: ExtractionInput) -> list[Fact]:
     total = latest(inp, "F-SINS", local_obs(inp, "sins-total"), fd.numeric_value, "SINS")
     if total.known:
         return [total]
-    parts = [latest(inp, "F-SINS", local_obs(inp, c), fd.numeric_value, c) for c in SINS_COMPONENTS]
-    if all(p.known for p in parts):
+    components = inp.summed_codes("F-SINS")
+    parts = [latest(inp, "F-SINS", local_obs(inp, c), fd.numeric_value, c) for c in components]
+    if parts and all(p.known for p in parts):
         value = int(sum(float(p.value or 0) for p in parts))
-        return [known("F-SINS", value, [r for p in parts for r in p.refs], f"SINS {value} computed from 6 components")]
-    missing = [c for c, p in zip(SINS_COMPONENTS, parts, strict=True) if not p.known]
-    if len(missing) < len(SINS_COMPONENTS):
+        refs = [r for p in parts for r in p.refs]
+        return [known("F-SINS", value, refs, f"SINS {value} computed from {len(parts)} components")]
+    missing = [c for c, p in zip(components, parts, strict=True) if not p.known]
+    if len(missing) < len(components):
         total.note = f"SINS components incomplete: missing {', '.join(missing)}"
     return [total]
 
@@ -861,13 +852,16 @@ def performance(inp: ExtractionInput) -> list[Fact]:
     def coded(vs_id: str) -> list[dict[str, Any]]:
         return inp.observations_in(vs_id)
 
-    items = [latest(inp, "F-TOK-TOTAL", local_obs(inp, c), fd.numeric_value, c) for c in TOKUHASHI_ITEMS]
+    items = [
+        latest(inp, "F-TOK-TOTAL", local_obs(inp, c), fd.numeric_value, c) for c in inp.summed_codes("F-TOK-TOTAL")
+    ]
     total = latest(
         inp, "F-TOK-TOTAL", local_obs(inp, "tokuhashi-revised-total"), fd.numeric_value, "revised Tokuhashi total"
     )
-    if not total.known and all(i.known for i in items):
+    if not total.known and items and all(i.known for i in items):
         value = int(sum(float(i.value or 0) for i in items))
-        total = known("F-TOK-TOTAL", value, [r for i in items for r in i.refs], f"Tokuhashi {value} from 6 items")
+        refs = [r for i in items for r in i.refs]
+        total = known("F-TOK-TOTAL", value, refs, f"Tokuhashi {value} from {len(items)} items")
     return [
         latest(inp, "F-ECOG", coded("ecog"), fd.numeric_value, "ECOG"),
         latest(inp, "F-KPS", coded("karnofsky"), fd.numeric_value, "KPS"),
