@@ -179,6 +179,14 @@ BREAKAGES = [
         id="fact-horizon-not-a-threshold",
     ),
     pytest.param(
+        "cards.yaml",
+        "    timing: {frequency: 1, period: 1, periodUnit: d}\n",
+        "",
+        "suggestions.dexamethasone-mscc",
+        "a MedicationRequest suggestion gives medication, dose_mg, dosage_text and timing",
+        id="medication-suggestion-without-timing",
+    ),
+    pytest.param(
         "derived.yaml",
         "  - id: D-OPT-RT\n",
         "  - id: D-OPT-RT\n    value: [true]\n",

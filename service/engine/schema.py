@@ -235,6 +235,14 @@ class Coding(Strict):
     display: str = ""
 
 
+class DoseTiming(Strict):
+    """How often a proposed dose is given (FHIR Timing.repeat): ``frequency`` times per ``period`` ``periodUnit``."""
+
+    frequency: Annotated[int, Field(ge=1)]
+    period: Annotated[float, Field(gt=0)]
+    periodUnit: Literal["h", "d", "wk"]  # noqa: N815 (the FHIR element name)
+
+
 class Suggestion(Strict):
     label: Text
     code_text: str = ""
@@ -247,6 +255,14 @@ class Suggestion(Strict):
     medication: Coding | None = None
     dose_mg: float | None = None
     dosage_text: str = ""
+    timing: DoseTiming | None = None
+
+    @model_validator(mode="after")
+    def _a_medication_proposal_is_complete(self) -> Suggestion:
+        complete = self.medication and self.dose_mg and self.dosage_text and self.timing
+        if self.resource == "MedicationRequest" and not complete:
+            raise ValueError("a MedicationRequest suggestion gives medication, dose_mg, dosage_text and timing")
+        return self
 
 
 class DraftSuggestion(Strict):
