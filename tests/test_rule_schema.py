@@ -187,6 +187,22 @@ BREAKAGES = [
         id="medication-suggestion-without-timing",
     ),
     pytest.param(
+        "facts.yaml",
+        "    window: brace.window_days\n",
+        "",
+        "facts.F-BRACE",
+        "read from a dated record: declare its window:",
+        id="fact-from-a-dated-record-without-window",
+    ),
+    pytest.param(
+        "facts.yaml",
+        "    horizon: {low: sorg.mortality_1y_low_days, high: sorg.mortality_1y_high_days}\n",
+        "",
+        "facts.F-SORG-MORT-1Y",
+        "a RiskAssessment prediction declares its horizon:",
+        id="prediction-without-horizon",
+    ),
+    pytest.param(
         "derived.yaml",
         "  - id: D-OPT-RT\n",
         "  - id: D-OPT-RT\n    value: [true]\n",

@@ -34,6 +34,8 @@ _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 
 NUMERIC = {"gte": "$gte", "gt": "$gt", "lte": "$lte", "lt": "$lt"}
 INDICATORS = ("info", "warning", "critical")  # ascending severity
+# FHIR resources read at a point in time: a fact read from one declares a window (facts.yaml) unless any_age
+DATED_RESOURCES = frozenset({"Observation", "RiskAssessment", "DiagnosticReport", "ImagingStudy"})
 
 
 class RuleError(ConfigError):
@@ -324,6 +326,14 @@ class _Loader:
         for fid in sorted(asserted - set(base.facts) - self.broken):
             self.problem("facts.yaml", ("facts",), f"{fid}: asserted by the extractor but not declared")
         for fid, spec in base.facts.items():
+            if spec.window is None and any(s.resource in DATED_RESOURCES and not s.any_age for s in spec.sources):
+                self.problem(
+                    "facts.yaml",
+                    ("facts", fid),
+                    "read from a dated record: declare its window: (or any_age: true on that source, saying why)",
+                )
+            if spec.horizon is None and any(s.resource == "RiskAssessment" for s in spec.sources):
+                self.problem("facts.yaml", ("facts", fid), "a RiskAssessment prediction declares its horizon:")
             if spec.window is not None:
                 self.check_days(base, ("facts", fid, "window"), spec.window)
             if spec.horizon is not None:

@@ -168,6 +168,7 @@ class FactSource(Strict):
     valuesets: list[Text] = []  # ids of fhir_profiles/ValueSet-<id>.json
     local_codes: list[Text] = []  # codes of the spinecds local CodeSystem (only where no standard code exists)
     summed: bool = False  # the fact is the sum of these codes' values (all of them) when no total is documented
+    any_age: bool = False  # a dated record read whatever its date (note says why); else the fact declares a window
     note: str = ""
 
 
