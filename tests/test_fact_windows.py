@@ -42,8 +42,8 @@ def test_the_extractor_asks_only_for_windows_that_are_declared() -> None:
     asked_without: set[str] = set()
 
     class Watching(ExtractionInput):
-        def window_name(self, fid: str) -> str | None:
-            name = super().window_name(fid)
+        def window_name(self, fid: str, value: Any = None) -> str | None:
+            name = super().window_name(fid, value)
             if name is None:
                 asked_without.add(fid)
             return name
@@ -92,6 +92,7 @@ def _fact(fid: str, resources: list[dict[str, Any]], thresholds: dict[str, float
 TRUE = {"valueBoolean": True}
 # fact -> a dated record it is read from (built for a given time)
 DATED_RECORDS = {
+    "F-NEURO-DEFICIT (deficit found)": lambda t: _observation("neuro-deficit", t, TRUE),
     "F-BRACE": lambda t: _observation("brace-tried", t, TRUE),
     "F-PRONE-OK": lambda t: _observation("prone-tolerance", t, TRUE),
     "F-COAG-UNCORRECTABLE": lambda t: _observation("coagulopathy-uncorrectable", t, TRUE),
@@ -110,22 +111,31 @@ DATED_RECORDS = {
 }
 
 
-@pytest.mark.parametrize("fid", sorted(DATED_RECORDS))
-def test_a_record_older_than_its_facts_window_is_stale_and_one_inside_it_is_used(fid: str) -> None:
-    window = BASE.facts[fid].window
+@pytest.mark.parametrize("name", sorted(DATED_RECORDS))
+def test_a_record_older_than_its_facts_window_is_stale_and_one_inside_it_is_used(name: str) -> None:
+    fid = name.split()[0]
+    record = DATED_RECORDS[name]
+    spec = BASE.facts[fid]
+    reassuring = record(CASE_NOW.isoformat()).get("valueBoolean") is False and spec.window_if_false
+    window = spec.window_if_false if reassuring else spec.window
     assert window is not None, f"{fid} declares no window"
     edge = CASE_NOW - timedelta(days=THRESHOLDS[window])
-    inside = _fact(fid, [DATED_RECORDS[fid]((edge + timedelta(hours=1)).isoformat())])
+    inside = _fact(fid, [record((edge + timedelta(hours=1)).isoformat())])
     assert inside.known, inside
-    stale = _fact(fid, [DATED_RECORDS[fid]((edge - timedelta(hours=1)).isoformat())])
+    stale = _fact(fid, [record((edge - timedelta(hours=1)).isoformat())])
     assert not stale.known and "stale" in (stale.note or ""), stale
     assert f"{THRESHOLDS[window]:g} days" in (stale.note or ""), stale
 
 
-def test_the_neurological_exam_has_its_own_window_not_imagings() -> None:
-    assert BASE.facts["F-NEURO-DEFICIT"].window == "neuro.exam_window_days"
-    twenty_days = (CASE_NOW - timedelta(days=20)).isoformat()  # within imaging's 30 days, beyond the exam's 7
-    assert not _fact("F-NEURO-DEFICIT", [_observation("neuro-deficit", twenty_days, {"valueBoolean": False})]).known
+def test_a_normal_neurological_exam_goes_stale_sooner_than_a_deficit_it_found() -> None:
+    """A normal exam a week old does not exclude cord compression; a deficit found 10 days ago is still a deficit
+    (and, within the new-deficit window, still the suspected-MSCC emergency: core-neuro-deficit-10-days-emergency)."""
+    assert BASE.facts["F-NEURO-DEFICIT"].window_if_false == "neuro.exam_window_days"
+    ten_days = (CASE_NOW - timedelta(days=10)).isoformat()
+    assert THRESHOLDS["neuro.exam_window_days"] < 10 < THRESHOLDS["neuro.deficit_window_days"]
+    assert not _fact("F-NEURO-DEFICIT", [_observation("neuro-deficit", ten_days, {"valueBoolean": False})]).known
+    assert _fact("F-NEURO-DEFICIT", [_observation("neuro-deficit", ten_days, TRUE)]).value is True
+    assert _fact("F-NEURO-DEFICIT-NEW", [_observation("neuro-deficit", ten_days, TRUE)]).value is True
 
 
 @pytest.mark.parametrize(

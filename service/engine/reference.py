@@ -176,6 +176,8 @@ def _window(base: RuleBase, fact: FactSpec) -> str:
         return f"{base.thresholds[name]['value']:g}" if name in base.thresholds else "?"
 
     parts = [f"`{fact.window}` ({days(fact.window)} days)"] if fact.window else []
+    if fact.window_if_false:
+        parts.append(f"if false `{fact.window_if_false}` ({days(fact.window_if_false)} days)")
     if fact.horizon:
         low, high = fact.horizon.low, fact.horizon.high
         parts.append(f"horizon {days(low)}-{days(high)} days (`{low}`, `{high}`)")

@@ -336,6 +336,10 @@ class _Loader:
                 self.problem("facts.yaml", ("facts", fid), "a RiskAssessment prediction declares its horizon:")
             if spec.window is not None:
                 self.check_days(base, ("facts", fid, "window"), spec.window)
+            if spec.window_if_false is not None:
+                self.check_days(base, ("facts", fid, "window_if_false"), spec.window_if_false)
+                if spec.type != "boolean" or spec.window is None:
+                    self.problem("facts.yaml", ("facts", fid, "window_if_false"), "only beside a window:, on a boolean")
             if spec.horizon is not None:
                 self.check_days(base, ("facts", fid, "horizon", "low"), spec.horizon.low)
                 self.check_days(base, ("facts", fid, "horizon", "high"), spec.horizon.high)

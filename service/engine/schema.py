@@ -195,6 +195,7 @@ class FactSpec(Strict):
     meaning: Text
     sources: Annotated[list[FactSource], Field(min_length=1)]
     window: str | None = None  # a threshold name (days): older evidence is stale
+    window_if_false: str | None = None  # a shorter window for a false (reassuring) value of a boolean fact
     horizon: Horizon | None = None  # a prediction's horizon (RiskAssessment.prediction.whenRange)
     closed_world: ClosedWorld | None = None
     algorithm: str = ""  # where Python computes the value (SINS from components, acuity, ...)

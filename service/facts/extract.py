@@ -48,19 +48,23 @@ class ExtractionInput:
     def days(self, key: str) -> timedelta:
         return timedelta(days=float(self.thresholds[key]))
 
-    def window_name(self, fid: str) -> str | None:
-        """The threshold that is the fact's window (facts.yaml ``window:``), or None for a fact without one."""
-        return self.facts[fid].window
+    def window_name(self, fid: str, value: Any = None) -> str | None:
+        """The threshold that is the fact's window (facts.yaml ``window:``; for a false value ``window_if_false:``
+        when declared: a reassuring finding goes stale sooner), or None for a fact without one."""
+        spec = self.facts[fid]
+        if value is False and spec.window_if_false is not None:
+            return spec.window_if_false
+        return spec.window
 
-    def window_days(self, fid: str) -> float:
+    def window_days(self, fid: str, value: Any = None) -> float:
         """The fact's window in days; a fact read within a window must declare one in facts.yaml."""
-        name = self.window_name(fid)
+        name = self.window_name(fid, value)
         if name is None:
             raise LookupError(f"{fid} is read within a time window but declares no window: in rules/facts.yaml")
         return float(self.thresholds[name])
 
-    def window_for(self, fid: str) -> timedelta:
-        return timedelta(days=self.window_days(fid))
+    def window_for(self, fid: str, value: Any = None) -> timedelta:
+        return timedelta(days=self.window_days(fid, value))
 
     def summed_codes(self, fid: str) -> list[str]:
         """The local codes whose values add up to the fact when no total is documented (facts.yaml ``summed``)."""
@@ -184,13 +188,13 @@ def latest(
     note = f"{label} {_shown(v)} ({f'{when.day} {when:%b %Y}' if when else 'undated'})"  # 29 May 2026
     if len(usable) > 1:
         note += f"; latest of {len(usable)}"
-    if inp.window_name(fid) is not None:
+    if inp.window_name(fid, v) is not None:
         if when is None:
             return unknown(fid, f"{label} undated", [fd.ref(o)], level=level)
-        if inp.now - when > inp.window_for(fid):
+        if inp.now - when > inp.window_for(fid, v):
             return unknown(
                 fid,
-                f"latest {label} is stale: {when.date().isoformat()}, older than {inp.window_days(fid):g} days",
+                f"latest {label} is stale: {when.date().isoformat()}, older than {inp.window_days(fid, v):g} days",
                 [fd.ref(o)],
                 level=level,
             )
@@ -705,7 +709,7 @@ def neuro_deficit(inp: ExtractionInput) -> list[Fact]:
     """
     exam = local_bool(inp, "F-NEURO-DEFICIT", "neuro-deficit", "neurological deficit")
     findings = finding_observations(inp, "neuro-deficit")
-    recent = inp.window_for("F-NEURO-DEFICIT")  # a finding is an observation at a time, like the exam
+    recent = inp.window_for("F-NEURO-DEFICIT", True)  # a deficit finding is an observation at a time, like the exam
     findings = [o for o in findings if (t := fd.observation_time(o)) is not None and inp.now - t <= recent]
     coded = sorted(conditions_in(inp, "neuro-deficit") + findings, key=fd.ref)
     window = inp.window_for("F-NEURO-DEFICIT-NEW")
