@@ -236,6 +236,8 @@ def test_emergency_card_offers_the_orders_to_place_now(app: Any) -> None:
     }
     dose = med["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]
     assert (dose["value"], dose["code"], dose["system"]) == (16, "mg", "http://unitsofmeasure.org")
+    # NICE CG75 1.5.1: 16 mg once daily (the timing comes from rules/cards.yaml, not Python)
+    assert med["dosageInstruction"][0]["timing"] == {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}
     assert "NICE CG75" in med["note"][0]["text"]
     [mri] = [r for r in resources if "MRI of the whole spine" in r.get("code", {}).get("text", "")]
     assert mri["code"]["coding"][0]["system"] == "http://loinc.org"

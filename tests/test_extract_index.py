@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from conftest import CASE_NOW
-from test_readable import CASES, THRESHOLDS, VOCAB
+from test_readable import BASE, CASES, THRESHOLDS, VOCAB
 
 from service.cds.definitions import CATEGORIES
 from service.facts.extract import ExtractionInput, extract_facts, observations
@@ -17,7 +17,7 @@ def _input(resources: list[dict[str, Any]]) -> ExtractionInput:
     by_type: dict[str, list[dict[str, Any]]] = {}
     for r in resources:
         by_type.setdefault(r["resourceType"], []).append(r)
-    return ExtractionInput(VOCAB, by_type, frozenset(CATEGORIES), THRESHOLDS, CASE_NOW)
+    return ExtractionInput(VOCAB, by_type, frozenset(CATEGORIES), THRESHOLDS, CASE_NOW, facts=BASE.facts)
 
 
 def test_observations_in_a_valueset_are_those_a_scan_finds_in_the_same_order() -> None:

@@ -31,7 +31,8 @@ from service.facts.extract import ExtractionInput, catalogue_fact_ids, extract_f
 from service.facts.vocabulary import LOCAL_SYSTEM, Vocabulary
 
 VOCAB = Vocabulary.load(ROOT / "fhir_profiles")
-THRESHOLDS = {k: float(v["value"]) for k, v in load_rulebase(str(ROOT / "rules"), {}).thresholds.items()}
+BASE = load_rulebase(str(ROOT / "rules"), {})
+THRESHOLDS = {k: float(v["value"]) for k, v in BASE.thresholds.items()}
 LOCAL_CODES = [
     c["code"] for c in json.loads((ROOT / "fhir_profiles" / "CodeSystem-spinecds-local.json").read_text())["concept"]
 ]
@@ -423,6 +424,7 @@ def test_extractor_yields_every_catalogue_fact_for_any_chart(
         available=frozenset(available),
         thresholds=THRESHOLDS,
         now=CASE_NOW,
+        facts=BASE.facts,
         draft_orders=drafts,
         surgical_backup=backup,
     )
@@ -451,6 +453,7 @@ def test_extractor_on_charts_of_one_resource_type(rtype: str, data: st.DataObjec
         available=frozenset(CATEGORIES),
         thresholds=THRESHOLDS,
         now=CASE_NOW,
+        facts=BASE.facts,
         draft_orders=[r for r in resources if r["resourceType"] == "ServiceRequest"],
     )
     facts = extract_facts(inp)
@@ -542,7 +545,7 @@ def test_regression_numbers_no_float_can_hold(prop_client: Any) -> None:
             "prediction": [{"probabilityDecimal": 0.5, "whenRange": {"high": {"value": 10**309, "code": "d"}}}],
         },
     ]
-    inp = ExtractionInput(VOCAB, _by_type(resources), frozenset(CATEGORIES), THRESHOLDS, CASE_NOW)
+    inp = ExtractionInput(VOCAB, _by_type(resources), frozenset(CATEGORIES), THRESHOLDS, CASE_NOW, facts=BASE.facts)
     facts = {f.fid: f for f in extract_facts(inp)}
     assert not facts["F-INR"].known and not facts["F-SORG-MORT-90D"].known
     body = hook_request({"resourceType": "Patient", "id": "p"}, resources, "patient-view", [])

@@ -42,7 +42,7 @@ def facts(resources: list[dict[str, Any]], available: frozenset[str] = ALL) -> d
     by_type: dict[str, list[dict[str, Any]]] = {}
     for r in resources:
         by_type.setdefault(r["resourceType"], []).append(r)
-    out = extract_facts(ExtractionInput(VOCAB, by_type, available, THRESHOLDS, CASE_NOW))
+    out = extract_facts(ExtractionInput(VOCAB, by_type, available, THRESHOLDS, CASE_NOW, facts=BASE.facts))
     return {(f.fid, f.level): f for f in out}
 
 
@@ -116,7 +116,7 @@ def test_new_deficit_window_is_a_threshold() -> None:
     assert facts([*METS, deficit])[("F-NEURO-DEFICIT-NEW", "*")].value is False
     wider = dict(THRESHOLDS, **{"neuro.new_deficit_window_days": 30.0})
     by_type: dict[str, list[dict[str, Any]]] = {"Condition": [*METS, deficit]}
-    out = extract_facts(ExtractionInput(VOCAB, by_type, ALL, wider, CASE_NOW))
+    out = extract_facts(ExtractionInput(VOCAB, by_type, ALL, wider, CASE_NOW, facts=BASE.facts))
     assert next(f for f in out if f.fid == "F-NEURO-DEFICIT-NEW").value is True
 
 

@@ -15,7 +15,8 @@ from service.facts.vocabulary import LOCAL_SYSTEM, Vocabulary
 from service.fhir.pool import ResourcePool
 
 VOCAB = Vocabulary.load(ROOT / "fhir_profiles")
-THRESHOLDS = {k: float(v["value"]) for k, v in load_rulebase(str(ROOT / "rules"), {}).thresholds.items()}
+BASE = load_rulebase(str(ROOT / "rules"), {})
+THRESHOLDS = {k: float(v["value"]) for k, v in BASE.thresholds.items()}
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -28,7 +29,7 @@ def facts(*resources: dict[str, Any]) -> dict[str, Fact]:
     for r in resources:
         pool.add_payload(r, "test")
     assert not pool.skipped, pool.skipped
-    found = extract_facts(ExtractionInput(VOCAB, pool.by_type, ALL, THRESHOLDS, CASE_NOW))
+    found = extract_facts(ExtractionInput(VOCAB, pool.by_type, ALL, THRESHOLDS, CASE_NOW, facts=BASE.facts))
     return {f.fid: f for f in found if f.level == "*"}
 
 

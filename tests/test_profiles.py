@@ -101,14 +101,16 @@ def test_profiles_are_draft_differentials_on_mcode_where_it_has_one() -> None:
 
 
 def _local_codes_in_extractor() -> set[str]:
-    """Every local code string the extractor matches on (literal arguments and code lists)."""
+    """Every local code the extractor matches on: literal arguments, and the codes it reads from rules/facts.yaml
+    (a score's summed components)."""
     source = (ROOT / "service/facts/extract.py").read_text(encoding="utf-8")
     codes = json.loads((PROFILES / "CodeSystem-spinecds-local.json").read_text(encoding="utf-8"))
     local = {c["code"] for c in codes["concept"]}
     found = {
         node.value for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Constant) and node.value in local
     }
-    return found
+    declared = {code for f in load_rulebase(ROOT / "rules").facts.values() for s in f.sources for code in s.local_codes}
+    return found | declared
 
 
 def test_every_local_code_the_extractor_reads_is_in_a_valueset_or_profile_pattern() -> None:
@@ -137,7 +139,9 @@ def _used_by_extractor() -> set[str]:
             by_type.setdefault(r["resourceType"], []).append(r)
         cats = frozenset({"conditions", "labs", "ps_pain", "findings", "meds", "allergies", "procedures", "imaging"})
         extract_facts(
-            ExtractionInput(vocab, by_type, cats, thresholds, CASE_NOW, case.get("draft_orders", []), "unknown")
+            ExtractionInput(
+                vocab, by_type, cats, thresholds, CASE_NOW, case.get("draft_orders", []), "unknown", facts=base.facts
+            )
         )
     # an imaging report makes the imaging extractor consult its ValueSets
     report = {
@@ -147,7 +151,9 @@ def _used_by_extractor() -> set[str]:
         "code": {"text": "x"},
         "effectiveDateTime": datetime(2026, 5, 30, tzinfo=UTC).isoformat(),
     }
-    extract_facts(ExtractionInput(vocab, {"DiagnosticReport": [report]}, frozenset(), thresholds, CASE_NOW))
+    extract_facts(
+        ExtractionInput(vocab, {"DiagnosticReport": [report]}, frozenset(), thresholds, CASE_NOW, facts=base.facts)
+    )
     # Vocabulary.level_of reads the vertebral-level designations of any ValueSet that carries them
     level_sets = {
         path.name.removeprefix("ValueSet-").removesuffix(".json")

@@ -28,7 +28,8 @@ from service.fhir import readable
 from service.fhir.pool import RULE_TYPES, ResourcePool, r4b_problem
 
 VOCAB = Vocabulary.load(ROOT / "fhir_profiles")
-THRESHOLDS = {k: float(v["value"]) for k, v in load_rulebase(str(ROOT / "rules"), {}).thresholds.items()}
+BASE = load_rulebase(str(ROOT / "rules"), {})
+THRESHOLDS = {k: float(v["value"]) for k, v in BASE.thresholds.items()}
 CASE_FILES = sorted((ROOT / "tests" / "cases").glob("*.json")) + sorted(
     (ROOT / "tests" / "cases-standard").glob("*.json")
 )
@@ -71,7 +72,9 @@ def _facts(resources: Sequence[dict[str, Any]], drafts: Sequence[dict[str, Any]]
     by_type: dict[str, list[dict[str, Any]]] = {}
     for r in resources:
         by_type.setdefault(r["resourceType"], []).append(r)
-    inp = ExtractionInput(VOCAB, by_type, frozenset(CATEGORIES), THRESHOLDS, CASE_NOW, list(drafts or []))
+    inp = ExtractionInput(
+        VOCAB, by_type, frozenset(CATEGORIES), THRESHOLDS, CASE_NOW, list(drafts or []), facts=BASE.facts
+    )
     return extract_facts(inp)
 
 

@@ -80,7 +80,7 @@ def _updated(order: dict[str, Any], spec: dict[str, Any], drafts: DraftOrders) -
 
 def medication_proposal(spec: dict[str, Any], patient_id: str, reasons: Sequence[str], source: str) -> dict[str, Any]:
     """A draft MedicationRequest (proposal) for an emergency suggestion of rules/cards.yaml: the
-    RxNorm clinical drug, the dose the cited source gives, once daily, the source in ``note``."""
+    RxNorm clinical drug, the dose and timing the cited source gives (cards.yaml), the source in ``note``."""
     med = spec["medication"]
     resource: dict[str, Any] = {
         "resourceType": "MedicationRequest",
@@ -95,7 +95,7 @@ def medication_proposal(spec: dict[str, Any], patient_id: str, reasons: Sequence
         "dosageInstruction": [
             {
                 "text": spec["dosage_text"],
-                "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+                "timing": {"repeat": dict(spec["timing"])},
                 "doseAndRate": [
                     {
                         "doseQuantity": {

@@ -4,31 +4,40 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-LOCAL = "https://fhir.spinecds.org/CodeSystem/spinecds-local"
+from service.facts.vocabulary import LOCAL_SYSTEM, read_valueset
+
 P = "{{context.patientId}}"
+PROFILES = Path(__file__).resolve().parents[2] / "fhir_profiles"
+
+
+def _codes(*vs_ids: str) -> str:
+    """A ``code`` search value naming every code of the ValueSets: the codes are listed once, in fhir_profiles/."""
+    found: set[tuple[str, str]] = set()
+    for vs_id in vs_ids:
+        vs = read_valueset(PROFILES / f"ValueSet-{vs_id}.json")
+        if vs.prefixes:
+            raise ValueError(f"ValueSet {vs_id}: a filter cannot be listed in a search")
+        found |= vs.codes
+    return ",".join(f"{system}|{code}" for system, code in sorted(found))
+
 
 # Prefetch templates (RULE-CATALOGUE §6). Keys name data categories; the fact extractor treats
 # a category as documented (closed world) only when its key was satisfied or fetched.
 PREFETCH: dict[str, str] = {
     "patient": f"Patient/{P}",
     "conditions": f"Condition?patient={P}&clinical-status=active,recurrence,relapse",
-    # every LOINC code of the lab and score ValueSets (tests/test_terminology.py checks they agree)
-    "labs": f"Observation?patient={P}&code=http://loinc.org|777-3,http://loinc.org|26515-7,http://loinc.org|778-1,"
-    "http://loinc.org|6301-6,http://loinc.org|34714-6,http://loinc.org|46418-0,http://loinc.org|38875-1,"
-    "http://loinc.org|52129-4,http://loinc.org|5902-2,http://loinc.org|5964-2,http://loinc.org|3173-2,"
-    "http://loinc.org|14979-9&_sort=-date",
-    "ps_pain": f"Observation?patient={P}&code=http://loinc.org|89247-1,http://loinc.org|89243-0,"
-    "http://loinc.org|72514-3,http://loinc.org|38208-5,http://loinc.org|38221-8&_sort=-date",
-    "findings": f"Observation?patient={P}&code={LOCAL}|&_sort=-date",
+    # every code of the lab and score ValueSets
+    "labs": f"Observation?patient={P}&code={_codes('lab-platelets', 'lab-inr', 'lab-pt', 'lab-aptt')}&_sort=-date",
+    "ps_pain": f"Observation?patient={P}&code={_codes('ecog', 'karnofsky', 'pain-severity')}&_sort=-date",
+    "findings": f"Observation?patient={P}&code={LOCAL_SYSTEM}|&_sort=-date",
     "meds": f"MedicationRequest?patient={P}&status=active,completed,stopped,on-hold",
     "medstatements": f"MedicationStatement?patient={P}",
     "allergies": f"AllergyIntolerance?patient={P}",
-    # radiotherapy courses (mCODE/CodeX) and prior vertebral augmentation (ValueSet
-    # vertebral-augmentation-procedure: CPT 22510-22515)
-    "procedures": f"Procedure?patient={P}&code=http://snomed.info/sct|1217123003,http://snomed.info/sct|84755001,"
-    + ",".join(f"http://www.ama-assn.org/go/cpt|{code}" for code in (77427, 77431, 77435, *range(22510, 22516))),
+    # radiotherapy courses (mCODE/CodeX) and prior vertebral augmentation
+    "procedures": f"Procedure?patient={P}&code={_codes('radiotherapy-course', 'vertebral-augmentation-procedure')}",
     "imaging": f"DiagnosticReport?patient={P}&category=RAD&_sort=-date",
     "prognosis": f"RiskAssessment?patient={P}",
 }
@@ -92,7 +101,7 @@ USAGE = (
     "Procedure, DiagnosticReport and RiskAssessment (SORG output). Patient and Condition data are required "
     "(412 without them). "
     "Local findings (SINS, ESCC, STIR, fracture morphology, exam) use the CodeSystem "
-    f"{LOCAL}."
+    f"{LOCAL_SYSTEM}."
 )
 
 SERVICES: dict[str, ServiceDefinition] = {

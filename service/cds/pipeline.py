@@ -68,6 +68,7 @@ class Pipeline:
             now=self.clock(),
             draft_orders=draft_orders,
             surgical_backup=self.surgical_backup,
+            facts=self.base.facts,
         )
         facts = extract_facts(inp)
         evaluation = self.rule_engine.evaluate(facts)

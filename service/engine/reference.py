@@ -156,7 +156,7 @@ def _fact_glossary(base: RuleBase) -> list[str]:
         kind = f"{f.type}: {', '.join(f.values)}" if f.values else f.type + (f" ({f.unit})" if f.unit else "")
         out.append(
             f"| {fid} | {_cell(kind)} | {f.per} | {_cell(f.meaning)} | {_cell(_sources(f))} | "
-            f"{f'`{f.window}`' if f.window else '-'} | {_cell(_absence(f))} |"
+            f"{_cell(_window(base, f))} | {_cell(_absence(f))} |"
         )
     return out + [""]
 
@@ -168,6 +168,21 @@ def _sources(fact: FactSpec) -> str:
         elements = f".{'/'.join(s.elements)}" if s.elements else ""
         parts.append(f"{s.resource}{elements}" + (f" ({', '.join(codes)})" if codes else ""))
     return "; ".join(parts)
+
+
+def _window(base: RuleBase, fact: FactSpec) -> str:
+    """The fact's window and horizon as thresholds: their names and the values in force."""
+
+    def days(name: str) -> str:
+        return f"{base.thresholds[name]['value']:g}" if name in base.thresholds else "?"
+
+    parts = [f"`{fact.window}` ({days(fact.window)} days)"] if fact.window else []
+    if fact.window_if_false:
+        parts.append(f"if false `{fact.window_if_false}` ({days(fact.window_if_false)} days)")
+    if fact.horizon:
+        low, high = fact.horizon.low, fact.horizon.high
+        parts.append(f"horizon {days(low)}-{days(high)} days (`{low}`, `{high}`)")
+    return "; ".join(parts) or "-"
 
 
 def _absence(fact: FactSpec) -> str:
@@ -201,7 +216,7 @@ def render_fact_sources(base: RuleBase, profiles_dir: str | Path) -> str:
         local = ", ".join(dict.fromkeys(c for s in f.sources for c in s.local_codes))
         out.append(
             f"| {fid} | {_cell(resources)} | {_cell(standard) or '-'} | {_cell(local) or '-'} | "
-            f"{f'`{f.window}`' if f.window else '-'} | {_cell(_absence(f))} |"
+            f"{_cell(_window(base, f))} | {_cell(_absence(f))} |"
         )
     out += ["", "## Notes", ""]
     for fid, f in sorted(base.facts.items()):

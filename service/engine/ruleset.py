@@ -34,6 +34,8 @@ _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 
 NUMERIC = {"gte": "$gte", "gt": "$gt", "lte": "$lte", "lt": "$lt"}
 INDICATORS = ("info", "warning", "critical")  # ascending severity
+# FHIR resources read at a point in time: a fact read from one declares a window (facts.yaml) unless any_age
+DATED_RESOURCES = frozenset({"Observation", "RiskAssessment", "DiagnosticReport", "ImagingStudy"})
 
 
 class RuleError(ConfigError):
@@ -324,8 +326,31 @@ class _Loader:
         for fid in sorted(asserted - set(base.facts) - self.broken):
             self.problem("facts.yaml", ("facts",), f"{fid}: asserted by the extractor but not declared")
         for fid, spec in base.facts.items():
-            if spec.window is not None and spec.window not in base.thresholds:
-                self.problem("facts.yaml", ("facts", fid, "window"), f"unknown threshold {spec.window!r}")
+            if spec.window is None and any(s.resource in DATED_RESOURCES and not s.any_age for s in spec.sources):
+                self.problem(
+                    "facts.yaml",
+                    ("facts", fid),
+                    "read from a dated record: declare its window: (or any_age: true on that source, saying why)",
+                )
+            if spec.horizon is None and any(s.resource == "RiskAssessment" for s in spec.sources):
+                self.problem("facts.yaml", ("facts", fid), "a RiskAssessment prediction declares its horizon:")
+            if spec.window is not None:
+                self.check_days(base, ("facts", fid, "window"), spec.window)
+            if spec.window_if_false is not None:
+                self.check_days(base, ("facts", fid, "window_if_false"), spec.window_if_false)
+                if spec.type != "boolean" or spec.window is None:
+                    self.problem("facts.yaml", ("facts", fid, "window_if_false"), "only beside a window:, on a boolean")
+            if spec.horizon is not None:
+                self.check_days(base, ("facts", fid, "horizon", "low"), spec.horizon.low)
+                self.check_days(base, ("facts", fid, "horizon", "high"), spec.horizon.high)
+
+    def check_days(self, base: RuleBase, at: tuple[str | int, ...], name: str) -> None:
+        """A window or horizon names a threshold counted in days."""
+        threshold = base.thresholds.get(name)
+        if threshold is None:
+            self.problem("facts.yaml", at, f"unknown threshold {name!r}")
+        elif threshold["unit"] != "days":
+            self.problem("facts.yaml", at, f"threshold {name!r} is in {threshold['unit']!r}, not days")
 
     def check_cards(self, base: RuleBase) -> None:
         ids = self.rule_ids

@@ -167,6 +167,8 @@ class FactSource(Strict):
     elements: list[Text] = []
     valuesets: list[Text] = []  # ids of fhir_profiles/ValueSet-<id>.json
     local_codes: list[Text] = []  # codes of the spinecds local CodeSystem (only where no standard code exists)
+    summed: bool = False  # the fact is the sum of these codes' values (all of them) when no total is documented
+    any_age: bool = False  # a dated record read whatever its date (note says why); else the fact declares a window
     note: str = ""
 
 
@@ -177,6 +179,14 @@ class ClosedWorld(Strict):
     absent: Scalar = False
 
 
+class Horizon(Strict):
+    """Which prediction of a risk assessment the fact is: one whose ``whenRange.high`` lies from ``low`` to ``high``
+    (threshold names, days)."""
+
+    low: Text
+    high: Text
+
+
 class FactSpec(Strict):
     type: Literal["boolean", "number", "enum", "string"]
     values: list[Text] = []
@@ -184,7 +194,9 @@ class FactSpec(Strict):
     per: Literal["patient", "level"] = "patient"
     meaning: Text
     sources: Annotated[list[FactSource], Field(min_length=1)]
-    window: str | None = None  # a threshold name (days)
+    window: str | None = None  # a threshold name (days): older evidence is stale
+    window_if_false: str | None = None  # a shorter window for a false (reassuring) value of a boolean fact
+    horizon: Horizon | None = None  # a prediction's horizon (RiskAssessment.prediction.whenRange)
     closed_world: ClosedWorld | None = None
     algorithm: str = ""  # where Python computes the value (SINS from components, acuity, ...)
 
@@ -225,6 +237,14 @@ class Coding(Strict):
     display: str = ""
 
 
+class DoseTiming(Strict):
+    """How often a proposed dose is given (FHIR Timing.repeat): ``frequency`` times per ``period`` ``periodUnit``."""
+
+    frequency: Annotated[int, Field(ge=1)]
+    period: Annotated[float, Field(gt=0)]
+    periodUnit: Literal["h", "d", "wk"]  # noqa: N815 (the FHIR element name)
+
+
 class Suggestion(Strict):
     label: Text
     code_text: str = ""
@@ -237,6 +257,14 @@ class Suggestion(Strict):
     medication: Coding | None = None
     dose_mg: float | None = None
     dosage_text: str = ""
+    timing: DoseTiming | None = None
+
+    @model_validator(mode="after")
+    def _a_medication_proposal_is_complete(self) -> Suggestion:
+        complete = self.medication and self.dose_mg and self.dosage_text and self.timing
+        if self.resource == "MedicationRequest" and not complete:
+            raise ValueError("a MedicationRequest suggestion gives medication, dose_mg, dosage_text and timing")
+        return self
 
 
 class DraftSuggestion(Strict):

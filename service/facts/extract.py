@@ -14,30 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from service.engine.schema import FactSpec
+
 from . import fhirdata as fd
 from .model import PATIENT_LEVEL, Fact, known, unknown
 from .vocabulary import LEVEL_ORDER, LOCAL_SYSTEM, Vocabulary, codings
 
 Resource = Mapping[str, Any]
-
-ESCC_ORDER = ["escc-0", "escc-1a", "escc-1b", "escc-1c", "escc-2", "escc-3"]
-SINS_COMPONENTS = [
-    "sins-location",
-    "sins-pain",
-    "sins-bone-lesion",
-    "sins-alignment",
-    "sins-collapse",
-    "sins-posterolateral",
-]
-TOKUHASHI_ITEMS = [
-    "tokuhashi-kps-points",
-    "tokuhashi-extraspinal-bone-points",
-    "tokuhashi-vertebral-mets-points",
-    "tokuhashi-visceral-points",
-    "tokuhashi-primary-points",
-    "tokuhashi-palsy-points",
-]
-SEVERE_SNOMED = "24484000"
 
 
 @dataclass
@@ -49,6 +32,9 @@ class ExtractionInput:
     now: datetime
     draft_orders: list[dict[str, Any]] = field(default_factory=list)
     surgical_backup: str = "unknown"
+    # rules/facts.yaml: each fact's time window and, for a prediction, its horizon (threshold names). Required:
+    # without the declarations a stale value would be read as current.
+    facts: Mapping[str, FactSpec] = field(kw_only=True)
     _vcf_levels: dict[str, list[str]] | None = field(default=None, init=False, repr=False)
     _observations: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
     _indexes: dict[str, dict[tuple[str, str], list[int]]] = field(default_factory=dict, init=False, repr=False)
@@ -61,6 +47,28 @@ class ExtractionInput:
 
     def days(self, key: str) -> timedelta:
         return timedelta(days=float(self.thresholds[key]))
+
+    def window_name(self, fid: str, value: Any = None) -> str | None:
+        """The threshold that is the fact's window (facts.yaml ``window:``; for a false value ``window_if_false:``
+        when declared: a reassuring finding goes stale sooner), or None for a fact without one."""
+        spec = self.facts[fid]
+        if value is False and spec.window_if_false is not None:
+            return spec.window_if_false
+        return spec.window
+
+    def window_days(self, fid: str, value: Any = None) -> float:
+        """The fact's window in days; a fact read within a window must declare one in facts.yaml."""
+        name = self.window_name(fid, value)
+        if name is None:
+            raise LookupError(f"{fid} is read within a time window but declares no window: in rules/facts.yaml")
+        return float(self.thresholds[name])
+
+    def window_for(self, fid: str, value: Any = None) -> timedelta:
+        return timedelta(days=self.window_days(fid, value))
+
+    def summed_codes(self, fid: str) -> list[str]:
+        """The local codes whose values add up to the fact when no total is documented (facts.yaml ``summed``)."""
+        return [code for s in self.facts[fid].sources if s.summed for code in s.local_codes]
 
     def counted_observations(self) -> list[dict[str, Any]]:
         """Observations that count (not entered-in-error/cancelled), latest first; computed once."""
@@ -166,12 +174,11 @@ def latest(
     inp: ExtractionInput,
     fid: str,
     obs: list[dict[str, Any]],
-    window: str | None,
     value: Callable[[Resource], Any],
     label: str,
     level: str = PATIENT_LEVEL,
 ) -> Fact:
-    """Latest observation with a usable value wins; outside its window it is stale (unknown)."""
+    """Latest observation with a usable value wins; outside the fact's window (facts.yaml) it is stale (unknown)."""
     usable = [(o, value(o)) for o in obs]
     usable = [(o, v) for o, v in usable if v is not None]
     if not usable:
@@ -181,22 +188,20 @@ def latest(
     note = f"{label} {_shown(v)} ({f'{when.day} {when:%b %Y}' if when else 'undated'})"  # 29 May 2026
     if len(usable) > 1:
         note += f"; latest of {len(usable)}"
-    if window is not None:
+    if inp.window_name(fid, v) is not None:
         if when is None:
             return unknown(fid, f"{label} undated", [fd.ref(o)], level=level)
-        if inp.now - when > inp.days(window):
+        if inp.now - when > inp.window_for(fid, v):
             return unknown(
                 fid,
-                f"latest {label} is stale: {when.date().isoformat()}, older than {inp.thresholds[window]:g} days",
+                f"latest {label} is stale: {when.date().isoformat()}, older than {inp.window_days(fid, v):g} days",
                 [fd.ref(o)],
                 level=level,
             )
     return known(fid, v, [fd.ref(o)], note, level=level)
 
 
-def measured(
-    inp: ExtractionInput, fid: str, obs: list[dict[str, Any]], window: str | None, unit: str, label: str
-) -> Fact:
+def measured(inp: ExtractionInput, fid: str, obs: list[dict[str, Any]], unit: str, label: str) -> Fact:
     """Latest value converted into the threshold's unit; the latest with a unit that cannot be read is unknown."""
     valued = [o for o in obs if fd.numeric_value(o) is not None]
     if valued:
@@ -211,15 +216,15 @@ def measured(
         except fd.UnitProblem:
             return None
 
-    return latest(inp, fid, valued, window, value, label)
+    return latest(inp, fid, valued, value, label)
 
 
 def local_obs(inp: ExtractionInput, code: str) -> list[dict[str, Any]]:
     return inp.observations_with_local_code(code)
 
 
-def local_bool(inp: ExtractionInput, fid: str, code: str, label: str, window: str | None = None) -> Fact:
-    return latest(inp, fid, local_obs(inp, code), window, fd.boolean_value, label)
+def local_bool(inp: ExtractionInput, fid: str, code: str, label: str) -> Fact:
+    return latest(inp, fid, local_obs(inp, code), fd.boolean_value, label)
 
 
 def levels_of(inp: ExtractionInput, res: Resource) -> list[str]:
@@ -267,14 +272,12 @@ def med_fact(inp: ExtractionInput, fid: str, vs_id: str, label: str, *, active_o
 # ----------------------------------------------------------------------------- disease
 
 
-# mCODE's nonspecific secondary cancer condition ("secondary malignant neoplastic disease", no site): a
-# metastasis somewhere, not a bone metastasis, unless the Condition names a vertebral level.
-NONSPECIFIC_SECONDARY = frozenset({("http://snomed.info/sct", "128462008")})
-
-
-def nonspecific_only(cond: Resource) -> bool:
-    pairs = {(c.get("system"), c.get("code")) for c in codings(cond.get("code"))}
-    return bool(pairs) and pairs <= NONSPECIFIC_SECONDARY
+def nonspecific_only(inp: ExtractionInput, cond: Resource) -> bool:
+    """Coded only as a secondary cancer without a site (ValueSet secondary-malignancy-nonspecific, mCODE's
+    "secondary malignant neoplastic disease"): a metastasis somewhere, not a bone metastasis, unless the
+    Condition names a vertebral level."""
+    found = codings(cond.get("code"))
+    return bool(found) and all(inp.vocab.concept_in("secondary-malignancy-nonspecific", {"coding": [c]}) for c in found)
 
 
 def skeletal_conditions(inp: ExtractionInput) -> list[dict[str, Any]]:  # in input order, like conditions_in
@@ -284,7 +287,7 @@ def skeletal_conditions(inp: ExtractionInput) -> list[dict[str, Any]]:  # in inp
     found = []
     for c in conditions_in(inp, "spinal-metastasis"):
         levels = levels_of(inp, c)
-        if levels or (not fd.body_sites(c) and not nonspecific_only(c)):
+        if levels or (not fd.body_sites(c) and not nonspecific_only(inp, c)):
             found.append(c)
     found += [c for c in conditions_in(inp, "skeletal-haematological") if c not in found]
     fractured = bool(conditions_in(inp, "pathological-vcf"))
@@ -395,7 +398,6 @@ def metastatic_burden(inp: ExtractionInput) -> list[Fact]:
         inp,
         "F-LESION-SIZE",
         local_obs(inp, "lesion-max-diameter"),
-        "imaging.window_days",
         fd.numeric_value,
         "largest lesion diameter (cm)",
     )
@@ -414,7 +416,7 @@ def vcf_levels(inp: ExtractionInput) -> dict[str, list[str]]:
                 out.setdefault(lvl, []).append(fd.ref(c))
         # a recent imaging conclusion (DiagnosticReport.conclusionCode, finding Observation) documents a
         # fracture too: at the finding's level, or "unspecified" when neither it nor the problem list names one
-        for r in imaging_findings(inp, "pathological-vcf"):
+        for r in imaging_findings(inp, "F-VCF", "pathological-vcf"):
             levels = levels_of(inp, r)
             if levels or not out:
                 for lvl in levels or ["unspecified"]:
@@ -478,7 +480,7 @@ def acuity(inp: ExtractionInput, lvl: str, *, single: bool) -> Fact:
     codes = ("vcf-acuity", "stir-hyperintense-vertebra", "bone-scan-uptake-acute")
     coded = sorted({i for c in codes for i in inp._coding_index("code").get((LOCAL_SYSTEM, c), [])})
     obs = [o for o in inp._at(coded) if at_level(o)]
-    fact = latest(inp, "F-ACUTE", obs, "imaging.window_days", value, f"fracture acuity at {lvl}", level=lvl)
+    fact = latest(inp, "F-ACUTE", obs, value, f"fracture acuity at {lvl}", level=lvl)
     if fact.known and fact.refs:
         basis = next(o for o in obs if fd.ref(o) == fact.refs[0])
         if fd.has_local_code(basis, "bone-scan-uptake-acute"):
@@ -508,14 +510,12 @@ def acuity(inp: ExtractionInput, lvl: str, *, single: bool) -> Fact:
     "F-EPIDURAL",
 )
 def morphology(inp: ExtractionInput) -> list[Fact]:
-    w = "imaging.window_days"
     return [
-        local_bool(inp, "F-POST-WALL", "posterior-wall-disruption", "posterior wall disruption", w),
+        local_bool(inp, "F-POST-WALL", "posterior-wall-disruption", "posterior wall disruption"),
         latest(
             inp,
             "F-RETRO-PCT",
             local_obs(inp, "retropulsion-canal-compromise-pct"),
-            w,
             fd.numeric_value,
             "retropulsion canal compromise %",
         ),
@@ -523,48 +523,49 @@ def morphology(inp: ExtractionInput) -> list[Fact]:
             inp,
             "F-INTRASPINAL-PCT",
             local_obs(inp, "intraspinal-extension-canal-compromise-pct"),
-            w,
             fd.numeric_value,
             "intraspinal extension canal compromise %",
         ),
-        local_bool(inp, "F-PEDICLE", "pedicle-involvement-fracture-level", "pedicle involvement", w),
-        local_bool(inp, "F-BURST", "burst-fracture", "burst fracture", w),
+        local_bool(inp, "F-PEDICLE", "pedicle-involvement-fracture-level", "pedicle involvement"),
+        local_bool(inp, "F-BURST", "burst-fracture", "burst fracture"),
         latest(
             inp,
             "F-HEIGHT-LOSS-PCT",
             local_obs(inp, "vertebral-height-loss-pct"),
-            w,
             fd.numeric_value,
             "vertebral height loss %",
         ),
-        local_bool(inp, "F-SUBLUXATION", "subluxation-translation", "subluxation/translation", w),
-        local_bool(inp, "F-LYTIC", "lytic-lesion", "lytic lesion", w),
-        local_bool(inp, "F-EPIDURAL", "epidural-disease", "epidural disease", w),
+        local_bool(inp, "F-SUBLUXATION", "subluxation-translation", "subluxation/translation"),
+        local_bool(inp, "F-LYTIC", "lytic-lesion", "lytic lesion"),
+        local_bool(inp, "F-EPIDURAL", "epidural-disease", "epidural disease"),
     ]
 
 
 @extractor("F-ESCC")
 def escc(inp: ExtractionInput) -> list[Fact]:
-    def grade(o: Resource) -> str | None:
+    def grade(o: Resource) -> str | None:  # an answer of ValueSet escc-grade: escc-<a value of F-ESCC>
         answer = fd.local_answer(o)
-        return answer.removeprefix("escc-") if answer in ESCC_ORDER else None
+        if answer is None or not inp.vocab.concept_in("escc-grade", o.get("valueCodeableConcept")):
+            return None
+        value = answer.removeprefix("escc-")
+        return value if value in inp.facts["F-ESCC"].values else None
 
-    return [latest(inp, "F-ESCC", local_obs(inp, "escc-grade"), "imaging.window_days", grade, "ESCC grade")]
+    return [latest(inp, "F-ESCC", local_obs(inp, "escc-grade"), grade, "ESCC grade")]
 
 
 @extractor("F-SINS")
 def sins(inp: ExtractionInput) -> list[Fact]:
-    total = latest(inp, "F-SINS", local_obs(inp, "sins-total"), "imaging.window_days", fd.numeric_value, "SINS")
+    total = latest(inp, "F-SINS", local_obs(inp, "sins-total"), fd.numeric_value, "SINS")
     if total.known:
         return [total]
-    parts = [
-        latest(inp, "F-SINS", local_obs(inp, c), "imaging.window_days", fd.numeric_value, c) for c in SINS_COMPONENTS
-    ]
-    if all(p.known for p in parts):
+    components = inp.summed_codes("F-SINS")
+    parts = [latest(inp, "F-SINS", local_obs(inp, c), fd.numeric_value, c) for c in components]
+    if parts and all(p.known for p in parts):
         value = int(sum(float(p.value or 0) for p in parts))
-        return [known("F-SINS", value, [r for p in parts for r in p.refs], f"SINS {value} computed from 6 components")]
-    missing = [c for c, p in zip(SINS_COMPONENTS, parts, strict=True) if not p.known]
-    if len(missing) < len(SINS_COMPONENTS):
+        refs = [r for p in parts for r in p.refs]
+        return [known("F-SINS", value, refs, f"SINS {value} computed from {len(parts)} components")]
+    missing = [c for c, p in zip(components, parts, strict=True) if not p.known]
+    if len(missing) < len(components):
         total.note = f"SINS components incomplete: missing {', '.join(missing)}"
     return [total]
 
@@ -575,7 +576,7 @@ def sins(inp: ExtractionInput) -> list[Fact]:
 @extractor("F-PAIN")
 def pain(inp: ExtractionInput) -> list[Fact]:
     obs = inp.observations_in("pain-severity")
-    return [latest(inp, "F-PAIN", obs, "pain.window_days", fd.numeric_value, "pain NRS")]
+    return [latest(inp, "F-PAIN", obs, fd.numeric_value, "pain NRS")]
 
 
 @extractor("F-PAIN-MIDLINE", "F-PAIN-OFF-MIDLINE", "F-PAIN-MECH")
@@ -640,13 +641,13 @@ def finding_observations(inp: ExtractionInput, vs_id: str) -> list[dict[str, Any
     return inp._at(sorted(by_value | by_code))
 
 
-def imaging_findings(inp: ExtractionInput, vs_id: str) -> list[dict[str, Any]]:
-    """Imaging conclusions within imaging.window_days coded in ``vs_id``, latest first.
+def imaging_findings(inp: ExtractionInput, fid: str, vs_id: str) -> list[dict[str, Any]]:
+    """Imaging conclusions coded in ``vs_id`` within the window of ``fid`` (facts.yaml), latest first.
 
     A DiagnosticReport's ``conclusionCode``, or a finding Observation whose ``valueCodeableConcept`` is in
     the ValueSet, or whose ``code`` is and whose value is not ``false`` (a negated finding does not count).
     """
-    window = inp.days("imaging.window_days")
+    window = inp.window_for(fid)
     found = []
     for r in inp.of("DiagnosticReport"):
         if r.get("status") in REPORT_STATUSES and any(
@@ -664,7 +665,7 @@ def imaging_findings(inp: ExtractionInput, vs_id: str) -> list[dict[str, Any]]:
 def cord_compression(inp: ExtractionInput) -> list[Fact]:
     """Cord / cauda equina compression on the problem list or in a recent imaging conclusion."""
     coded = sorted(conditions_in(inp, "cord-compression"), key=fd.ref)
-    imaged = imaging_findings(inp, "cord-compression")
+    imaged = imaging_findings(inp, "F-SCC-SYMPT", "cord-compression")
     if coded or imaged:
         parts = ["on the problem list"] if coded else []
         for r in imaged[:1]:
@@ -702,17 +703,17 @@ def neuro_deficit(inp: ExtractionInput) -> list[Fact]:
     """A neurological deficit (problem list or exam), and whether it is new (neuro.new_deficit_window_days).
 
     F-NEURO-DEFICIT: a deficit Condition (standard codes, ValueSet neuro-deficit) or the local exam finding
-    within imaging.window_days. F-NEURO-DEFICIT-NEW: a deficit with onset (else recorded date), or an exam
-    finding it (when no coded deficit explains it), within the new-deficit window; unknown when a deficit has
-    no date or no exam is recorded.
+    within the neurological exam's window (facts.yaml). F-NEURO-DEFICIT-NEW: a deficit with onset (else recorded
+    date), or an exam finding it (when no coded deficit explains it), within the new-deficit window; unknown when
+    a deficit has no date or no exam is recorded.
     """
-    exam = local_bool(inp, "F-NEURO-DEFICIT", "neuro-deficit", "neurological deficit", "imaging.window_days")
+    exam = local_bool(inp, "F-NEURO-DEFICIT", "neuro-deficit", "neurological deficit")
     findings = finding_observations(inp, "neuro-deficit")
-    recent = inp.days("imaging.window_days")  # a finding is an observation at a time, like the exam
+    recent = inp.window_for("F-NEURO-DEFICIT", True)  # a deficit finding is an observation at a time, like the exam
     findings = [o for o in findings if (t := fd.observation_time(o)) is not None and inp.now - t <= recent]
     coded = sorted(conditions_in(inp, "neuro-deficit") + findings, key=fd.ref)
-    window = inp.days("neuro.new_deficit_window_days")
-    days = f"{inp.thresholds['neuro.new_deficit_window_days']:g} days"
+    window = inp.window_for("F-NEURO-DEFICIT-NEW")
+    days = f"{inp.window_days('F-NEURO-DEFICIT-NEW'):g} days"
     if coded:
         deficit = known("F-NEURO-DEFICIT", True, [fd.ref(c) for c in coded], "neurological deficit on the problem list")
     else:
@@ -773,24 +774,20 @@ def neuro_deficit(inp: ExtractionInput) -> list[Fact]:
 def infection(inp: ExtractionInput) -> list[Fact]:
     return [
         condition_fact(inp, "F-INFECT", "infection", "local or systemic infection"),
-        local_bool(
-            inp, "F-INFECT-SCREEN", "infection-screen-negative", "clinical assessment: no infection", "lab.window_days"
-        ),
+        local_bool(inp, "F-INFECT-SCREEN", "infection-screen-negative", "clinical assessment: no infection"),
     ]
 
 
 @extractor("F-COAG-DX", "F-ANTICOAG", "F-PLT", "F-INR", "F-COAG-UNCORRECTABLE")
 def coagulation(inp: ExtractionInput) -> list[Fact]:
-    w = "lab.window_days"
-
     def lab(vs_id: str) -> list[dict[str, Any]]:
         return inp.observations_in(vs_id)
 
     return [
         condition_fact(inp, "F-COAG-DX", "coagulopathy", "coagulopathy/thrombocytopenia"),
         med_fact(inp, "F-ANTICOAG", "anticoagulant", "active anticoagulant", active_only=True),
-        measured(inp, "F-PLT", lab("lab-platelets"), w, fd.UNIT_FOR_VALUESET["lab-platelets"], "platelets ×10⁹/L"),
-        measured(inp, "F-INR", lab("lab-inr"), w, fd.UNIT_FOR_VALUESET["lab-inr"], "INR"),
+        measured(inp, "F-PLT", lab("lab-platelets"), fd.UNIT_FOR_VALUESET["lab-platelets"], "platelets ×10⁹/L"),
+        measured(inp, "F-INR", lab("lab-inr"), fd.UNIT_FOR_VALUESET["lab-inr"], "INR"),
         local_bool(inp, "F-COAG-UNCORRECTABLE", "coagulopathy-uncorrectable", "coagulopathy judged uncorrectable"),
     ]
 
@@ -825,7 +822,7 @@ def allergies(inp: ExtractionInput) -> list[Fact]:
 @extractor("F-STENOSIS-NONCANCER", "F-CARDIOPULM-SEVERE")
 def comorbidity(inp: ExtractionInput) -> list[Fact]:
     cardio = conditions_in(inp, "cardiopulmonary-disease")
-    severe = [c for c in cardio if any(cc.get("code") == SEVERE_SNOMED for cc in codings(c.get("severity")))]
+    severe = [c for c in cardio if inp.vocab.concept_in("condition-severity-severe", c.get("severity"))]
     if severe:
         cp = known("F-CARDIOPULM-SEVERE", True, [fd.ref(c) for c in severe], "severe cardiopulmonary disease")
     elif cardio:
@@ -859,16 +856,19 @@ def performance(inp: ExtractionInput) -> list[Fact]:
     def coded(vs_id: str) -> list[dict[str, Any]]:
         return inp.observations_in(vs_id)
 
-    items = [latest(inp, "F-TOK-TOTAL", local_obs(inp, c), None, fd.numeric_value, c) for c in TOKUHASHI_ITEMS]
+    items = [
+        latest(inp, "F-TOK-TOTAL", local_obs(inp, c), fd.numeric_value, c) for c in inp.summed_codes("F-TOK-TOTAL")
+    ]
     total = latest(
-        inp, "F-TOK-TOTAL", local_obs(inp, "tokuhashi-revised-total"), None, fd.numeric_value, "revised Tokuhashi total"
+        inp, "F-TOK-TOTAL", local_obs(inp, "tokuhashi-revised-total"), fd.numeric_value, "revised Tokuhashi total"
     )
-    if not total.known and all(i.known for i in items):
+    if not total.known and items and all(i.known for i in items):
         value = int(sum(float(i.value or 0) for i in items))
-        total = known("F-TOK-TOTAL", value, [r for i in items for r in i.refs], f"Tokuhashi {value} from 6 items")
+        refs = [r for i in items for r in i.refs]
+        total = known("F-TOK-TOTAL", value, refs, f"Tokuhashi {value} from {len(items)} items")
     return [
-        latest(inp, "F-ECOG", coded("ecog"), "ps.window_days", fd.numeric_value, "ECOG"),
-        latest(inp, "F-KPS", coded("karnofsky"), "ps.window_days", fd.numeric_value, "KPS"),
+        latest(inp, "F-ECOG", coded("ecog"), fd.numeric_value, "ECOG"),
+        latest(inp, "F-KPS", coded("karnofsky"), fd.numeric_value, "KPS"),
         life_expectancy(inp),
         total,
     ]
@@ -877,16 +877,13 @@ def performance(inp: ExtractionInput) -> list[Fact]:
 def life_expectancy(inp: ExtractionInput) -> Fact:
     """In months; a unit given only as text ("years", "weeks") is read, a missing or unknown one is unknown."""
     obs = local_obs(inp, "life-expectancy-estimate")
-    return measured(inp, "F-LE", obs, None, "mo", "life-expectancy estimate (months)")
-
-
-SORG_HORIZONS = {"F-SORG-MORT-90D": (80.0, 100.0), "F-SORG-MORT-1Y": (330.0, 400.0)}
-DAYS_PER_UNIT = {"d": 1.0, "wk": 7.0, "mo": 30.44, "a": 365.25}
+    return measured(inp, "F-LE", obs, "mo", "life-expectancy estimate (months)")
 
 
 @extractor("F-SORG-MORT-90D", "F-SORG-MORT-1Y")
 def sorg(inp: ExtractionInput) -> list[Fact]:
-    """PRG-03: an external SORG RiskAssessment gives the probability of death at 90 days and 1 year."""
+    """PRG-03: an external SORG RiskAssessment gives the probability of death at 90 days and 1 year: the latest
+    assessment with a prediction at the fact's horizon (facts.yaml), unknown when it is older than the window."""
     assessments = [
         r
         for r in inp.of("RiskAssessment")
@@ -895,15 +892,27 @@ def sorg(inp: ExtractionInput) -> list[Fact]:
     ]
     assessments.sort(key=lambda r: fd.resource_time(r) or datetime.min.replace(tzinfo=inp.now.tzinfo), reverse=True)
     facts = []
-    for fid, (lo, hi) in SORG_HORIZONS.items():
+    for fid in ("F-SORG-MORT-90D", "F-SORG-MORT-1Y"):
+        horizon = inp.facts[fid].horizon
+        if horizon is None:
+            raise LookupError(f"{fid} declares no horizon: in rules/facts.yaml")
+        lo, hi = inp.thresholds[horizon.low], inp.thresholds[horizon.high]
         fact = unknown(fid, "no SORG RiskAssessment" if inp.has("prognosis") else "risk assessments not available")
         for r in assessments:
             p = _prediction_at(r, lo, hi)
             if p is not None:
                 when = fd.resource_time(r)
-                fact = known(
-                    fid, p, [fd.ref(r)], f"SORG mortality {p:.0%} ({when.date().isoformat() if when else 'undated'})"
-                )
+                if when is None:
+                    fact = unknown(fid, "SORG RiskAssessment undated", [fd.ref(r)])
+                elif inp.now - when > inp.window_for(fid):
+                    fact = unknown(
+                        fid,
+                        f"latest SORG RiskAssessment is stale: {when.date().isoformat()}, "
+                        f"older than {inp.window_days(fid):g} days",
+                        [fd.ref(r)],
+                    )
+                else:
+                    fact = known(fid, p, [fd.ref(r)], f"SORG mortality {p:.0%} ({when.date().isoformat()})")
                 break
         facts.append(fact)
     return facts
@@ -919,8 +928,11 @@ def _prediction_at(assessment: Resource, lo: float, hi: float) -> float | None:
         value, probability = fd.finite_number(high["value"]), fd.finite_number(pred["probabilityDecimal"])
         if value is None or probability is None:  # e.g. 10**400: no float holds it (found by hypothesis)
             continue
-        days = value * DAYS_PER_UNIT.get(str(high.get("code") or high.get("unit") or "d"), 0.0)
-        if lo <= days <= hi and 0.0 <= probability <= 1.0:
+        try:  # a horizon without a unit is in days; one whose unit cannot be read is no horizon
+            days = fd.quantity_in({"valueQuantity": high}, "d")
+        except fd.UnitProblem:
+            continue
+        if days is not None and lo <= days <= hi and 0.0 <= probability <= 1.0:
             return probability
     return None
 
@@ -967,10 +979,13 @@ def course_site(inp: ExtractionInput, course: Resource) -> str:
 
 
 def pain_after_rt(inp: ExtractionInput, courses: list[dict[str, Any]]) -> Fact:
-    """Pain persisting or recurring after RT: the latest dated pain score at/after a course ended, at a treated
-    level or without a level; else the local clinician flag."""
+    """Pain persisting or recurring after RT: the latest dated pain score within the fact's window at/after a
+    course ended, at a treated level or without a level; else the local clinician flag."""
     flag = local_bool(inp, "F-PAIN-PERSIST-AFTER-RT", "pain-persistent-after-rt", "pain persistent/recurrent after RT")
-    scores = inp.observations_in("pain-severity")
+    window = inp.window_for("F-PAIN-PERSIST-AFTER-RT")
+    scores = [
+        o for o in inp.observations_in("pain-severity") if (t := fd.observation_time(o)) and inp.now - t <= window
+    ]
     for course in courses:
         ended = fd.resource_time(course)
         treated = set(levels_of(inp, course))
@@ -1134,10 +1149,10 @@ def drugs(inp: ExtractionInput) -> list[Fact]:
 
 @extractor("F-AXIAL-IMG", "F-MRI")
 def imaging(inp: ExtractionInput) -> list[Fact]:
-    window = inp.days("imaging.window_days")
     reports = imaging_reports(inp)
 
-    def recent(vs_id: str) -> list[dict[str, Any]]:
+    def recent(fid: str, vs_id: str) -> list[dict[str, Any]]:
+        window = inp.window_for(fid)
         out = []
         for r in reports:
             concepts = [r.get("code")] + list(r.get("procedureCode") or [])
@@ -1151,11 +1166,11 @@ def imaging(inp: ExtractionInput) -> list[Fact]:
         ("F-AXIAL-IMG", "axial-spine-imaging", "CT/MRI of the spine"),
         ("F-MRI", "spine-mri", "MRI of the spine"),
     ):
-        found = recent(vs_id)
+        found = recent(fid, vs_id)
         if found:
             facts.append(known(fid, True, [fd.ref(r) for r in found], f"{label} within window"))
         elif inp.has("imaging"):
-            facts.append(known(fid, False, note=f"no {label} within {inp.thresholds['imaging.window_days']:g} days"))
+            facts.append(known(fid, False, note=f"no {label} within {inp.window_days(fid):g} days"))
         else:
             facts.append(unknown(fid, "imaging reports not available"))
     return facts
@@ -1212,4 +1227,3 @@ def draft_orders(inp: ExtractionInput) -> list[Fact]:
 
 def catalogue_fact_ids() -> list[str]:
     return sorted(EXTRACTORS)
-

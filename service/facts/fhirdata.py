@@ -239,12 +239,14 @@ TIME_IN_MONTHS: dict[str, float] = {
     "day": 1 / 30.44,
     "days": 1 / 30.44,
 }
+TIME_IN_DAYS: dict[str, float] = {unit: months * 30.44 for unit, months in TIME_IN_MONTHS.items()}
 UNIT_TABLES: dict[str, Mapping[str, float]] = {
     "10*9/L": COUNT_PER_VOLUME_1E9_PER_L,
     "{INR}": RATIO_UNITS,
     "mo": TIME_IN_MONTHS,
+    "d": TIME_IN_DAYS,  # a prediction's horizon (RiskAssessment whenRange)
 }
-UNIT_REQUIRED = {"10*9/L": True, "{INR}": False, "mo": True}
+UNIT_REQUIRED = {"10*9/L": True, "{INR}": False, "mo": True, "d": False}
 # the unit each lab ValueSet's values are compared in (facts/extract.py coagulation, offline/coverage.py)
 UNIT_FOR_VALUESET = {"lab-platelets": "10*9/L", "lab-inr": "{INR}"}
 

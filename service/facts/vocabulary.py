@@ -112,6 +112,11 @@ def codings(concept: Any) -> Iterable[Mapping[str, Any]]:
     return []
 
 
+def read_valueset(path: str | Path) -> CompiledValueSet:
+    """One ValueSet file, compiled as :meth:`Vocabulary.load` compiles it."""
+    return _compile(json.loads(Path(path).read_text(encoding="utf-8")), {})
+
+
 def _compile(resource: Mapping[str, Any], levels: dict[tuple[str, str], str]) -> CompiledValueSet:
     vs_id = str(resource.get("id") or "")
     if resource.get("resourceType") != "ValueSet" or not vs_id:

@@ -103,6 +103,7 @@ def check() -> Response:
     ctx = CheckContext(
         vocab=pipeline.vocab,
         thresholds={k: float(v["value"]) for k, v in pipeline.base.thresholds.items()},
+        facts=pipeline.base.facts,
         now=pipeline.clock(),
         profiles_dir=_state().settings.profiles_dir,
     )

@@ -18,6 +18,7 @@ from typing import Any
 from service.conformance.profiles import ProfileSet
 from service.conformance.systems import system_findings
 from service.conformance.validate import intake_refusal
+from service.engine.schema import FactSpec
 from service.facts.extract import ExtractionInput, extract_facts
 from service.facts.model import PATIENT_LEVEL
 from service.facts.vocabulary import Vocabulary
@@ -31,6 +32,7 @@ MAX_RESOURCES = 20
 class CheckContext:
     vocab: Vocabulary
     thresholds: Mapping[str, float]
+    facts: Mapping[str, FactSpec]  # rules/facts.yaml: each fact's window
     now: datetime
     profiles_dir: str
 
@@ -112,6 +114,7 @@ def check_form(body: Any, ctx: CheckContext) -> dict[str, Any]:
         available=frozenset(),
         thresholds=ctx.thresholds,
         now=ctx.now,
+        facts=ctx.facts,
     )
     facts = {f.fid: f for f in extract_facts(inp) if f.fid in spec["facts"] and f.level == PATIENT_LEVEL}
     read = {fid: {"known": f.known, "value": f.value if f.known else None} for fid, f in facts.items()}
