@@ -118,13 +118,19 @@ def _validate(args: argparse.Namespace) -> int:
 def _coverage(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from service.cds.assemble import load_rules
     from service.offline.coverage import run
 
     settings = _settings()
     if settings is None:
         return 2
+    try:
+        facts = load_rules(settings).facts
+    except ConfigError as exc:
+        print(f"spinecds: configuration error: {exc}", file=sys.stderr)
+        return 2
     code, report, problems = run(
-        [Path(p) for p in args.paths], Path(settings.profiles_dir), as_json=args.json, top=args.top
+        [Path(p) for p in args.paths], Path(settings.profiles_dir), facts, as_json=args.json, top=args.top
     )
     if report is not None:
         print(report)

@@ -2,7 +2,7 @@
 
 Reads Bundles, NDJSON exports (a file or a folder of ``*.ndjson``), patient case files and CDS Hooks
 requests, and reports per resource type: how many carry a code some ValueSet holds (per ValueSet, with
-the facts that read it, from valueset_facts.json beside this module), how many carry only codes no ValueSet contains
+the facts that read it, as rules/facts.yaml declares them), how many carry only codes no ValueSet contains
 (counted by code system, with the most frequent codes), medication references that cannot be resolved,
 and lab values whose unit cannot be converted into the threshold's unit. Codes are shown, never patient
 data. docs/terminology.md says how to read the report.
@@ -19,6 +19,7 @@ from typing import Any
 
 from service.cds.request_builder import BadInput
 from service.conformance.systems import CANONICAL
+from service.engine.schema import FactSpec
 from service.facts import fhirdata as fd
 from service.facts.vocabulary import LOCAL_SYSTEM, Vocabulary, codings
 
@@ -37,7 +38,7 @@ CODED_ELEMENTS: dict[str, tuple[str, ...]] = {
     "MedicationRequest": (),  # the drug: medicationCodeableConcept or the referenced Medication.code
     "MedicationStatement": (),
 }
-VALUESET_FACTS = Path(__file__).resolve().parent / "valueset_facts.json"
+LOCAL_FINDING_VALUESET = "spine-local-finding"  # the ValueSet of the local CodeSystem's finding codes
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
 SYSTEM_NAMES = {**CANONICAL, LOCAL_SYSTEM: "spinecds local"}
 
@@ -230,16 +231,25 @@ def _unbundle(value: Any) -> Iterator[Mapping[str, Any]]:
         yield value
 
 
-def facts_by_valueset() -> dict[str, list[str]]:
-    """ValueSet id -> the RULE-CATALOGUE section 5.2 facts that read it (valueset_facts.json beside this module)."""
-    doc = json.loads(VALUESET_FACTS.read_text(encoding="utf-8"))
-    return {str(vid): list(facts) for vid, facts in doc["valueSets"].items()}
+def facts_by_valueset(facts: Mapping[str, FactSpec]) -> dict[str, list[str]]:
+    """ValueSet id -> the facts whose declared sources (rules/facts.yaml) read it; a fact read from codes of the
+    local CodeSystem counts for the local finding ValueSet."""
+    out: dict[str, set[str]] = {}
+    for fid, spec in facts.items():
+        for source in spec.sources:
+            for vs_id in source.valuesets:
+                out.setdefault(vs_id, set()).add(fid)
+            if source.local_codes:
+                out.setdefault(LOCAL_FINDING_VALUESET, set()).add(fid)
+    return {vs_id: sorted(fids) for vs_id, fids in sorted(out.items())}
 
 
-def run(paths: list[Path], profiles_dir: Path, *, as_json: bool, top: int = 10) -> tuple[int, str | None, list[str]]:
+def run(
+    paths: list[Path], profiles_dir: Path, facts: Mapping[str, FactSpec], *, as_json: bool, top: int = 10
+) -> tuple[int, str | None, list[str]]:
     """(exit code, report or None when nothing was readable, problems): exit 0 when every input was read,
     2 when some input is unreadable (the report covers the rest)."""
-    coverage = Coverage(Vocabulary.load(profiles_dir), facts_by_valueset())
+    coverage = Coverage(Vocabulary.load(profiles_dir), facts_by_valueset(facts))
     problems = []
     for path in iter_paths(paths):
         try:
