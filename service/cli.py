@@ -118,8 +118,8 @@ def _validate(args: argparse.Namespace) -> int:
 def _coverage(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from service.batch.coverage import run
     from service.cds.assemble import load_rules
-    from service.offline.coverage import run
 
     settings = _settings()
     if settings is None:
@@ -153,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--threads", type=int, default=int(os.environ.get("SPINECDS_THREADS", "4")))
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema (alembic) to this build")
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
-    from service.offline import commands as offline_commands
+    from service.batch import commands as batch_commands
 
-    offline_commands.add_parsers(sub)  # evaluate, rules
+    batch_commands.add_parsers(sub)  # evaluate, rules
     validate = sub.add_parser("validate", help="check a Bundle / NDJSON folder against the spinecds profiles")
     validate.add_argument("input", help="Bundle or resource JSON, CDS Hooks request, NDJSON file or folder")
     validate.add_argument("--json", action="store_true", help="machine-readable report")
@@ -174,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         return _migrate(args)
     if args.command == "evaluate":
-        return offline_commands.run_evaluate(args)
+        return batch_commands.run_evaluate(args)
     if args.command == "rules":
-        return offline_commands.run_rules(args)
+        return batch_commands.run_rules(args)
     if args.command == "validate":
         return _validate(args)
     if args.command == "coverage":

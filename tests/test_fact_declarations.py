@@ -16,11 +16,11 @@ import pytest
 from support.cases import CASES_DIR, STANDARD_CASES_DIR, build_request, load_cases
 
 import service.facts.extract as extract
+from service.batch.coverage import facts_by_valueset
 from service.cds.assemble import build_pipeline, load_rules
 from service.cds.definitions import SERVICES
 from service.cds.request import parse_hook_request
 from service.config import Settings
-from service.offline.coverage import facts_by_valueset
 
 LEVEL_VALUESETS = {"vertebral-levels"}  # read through Vocabulary.level_of (a code -> its level), not a lookup
 

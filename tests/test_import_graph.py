@@ -115,8 +115,8 @@ def test_configuration_errors_are_a_leaf() -> None:
 
 def test_the_rule_engine_and_its_catalogue_need_no_endpoint() -> None:
     """The rule engine, the rule catalogue and the reference are read by the console, ``/rules`` and the CLI:
-    they depend on none of them (nor on offline evaluation), so each can change without the others."""
-    endpoints = ("service.app", "service.ops", "service.console", "service.offline", "service.cds", "service.fhir_api")
+    they depend on none of them (nor on the batch commands), so each can change without the others."""
+    endpoints = ("service.app", "service.ops", "service.console", "service.batch", "service.cds", "service.fhir_api")
     graph = import_graph()
     wrong = {
         module: sorted(d for d in deps if d.startswith(endpoints))

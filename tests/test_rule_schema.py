@@ -283,7 +283,7 @@ def test_closed_world_lists_are_prefetch_categories() -> None:
 
 
 def test_rules_check_prints_every_problem_and_exits_non_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.offline.commands import run_rules
+    from service.batch.commands import run_rules
 
     rules = broken(tmp_path, "rules-va.yaml", "    sources: [SC-12]\n", "    source: [SC-12]\n")
     broken(

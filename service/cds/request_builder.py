@@ -2,7 +2,7 @@
 templates would send it.
 
 Everything that makes requests goes through here: the console's try-it API and ``spinecds evaluate``
-(``subjects_from_json``; ``service/offline/inputs.py`` only reads the files), the patient-case tests
+(``subjects_from_json``; ``service/batch/inputs.py`` only reads the files), the patient-case tests
 (``tests/support/cases.py``), the fixture tests and the benchmark (``bench/bodies.py``).
 
 Recognised records (``subjects_from_json``):
