@@ -14,16 +14,27 @@ least loaded live peer (``AcceptPolicy``); otherwise it leaves the connection to
 strands a connection, and accepting never waits longer than that (health probes included). A peer
 whose heartbeat is older than ``STALE_SECONDS`` (a dead worker's slot) is not a peer. With one worker
 every connection is accepted at once.
+
+Where a connection lands is decided once, and keep-alive connections stay: a worker that was alone
+while its peer booted, or still had a queue of a previous client's requests when a new client
+connected, would keep the extra connections for good. So a worker with at least ``SHED_MARGIN``
+more open connections than its least loaded peer closes one connection after its next answer
+(``Connection: close``, at most one per ``SHED_INTERVAL_SECONDS``); the client reconnects, and the
+connection goes to the peer. Nothing is lost: the answer is complete and the close is announced.
 """
 
 from __future__ import annotations
 
 import mmap
 import struct
+import threading
 import time
 
 SLOTS = 64  # more than any worker count; a respawned worker takes a free or stale slot
 HANDOFF_SECONDS = 0.05  # how long a more loaded worker leaves a waiting connection to its peers
+RECHECK_SECONDS = 0.005  # while it does, how often it looks whether it is still the more loaded one
+SHED_MARGIN = 2  # this many more connections than the least loaded peer: close one after an answer
+SHED_INTERVAL_SECONDS = 0.1  # time for the counts to show the last close before the next one
 STALE_SECONDS = 3.0  # a slot not refreshed for this long belongs to no live worker (event loops wake every second)
 _SLOT = struct.Struct("=qqd")  # pid, open connections, heartbeat (time.monotonic: one clock for all processes)
 
@@ -73,18 +84,26 @@ class AcceptPolicy:
 
     The event loop asks ``poll_listener`` before each poll (False: do not watch the listening socket)
     and ``accept_now`` when the socket is readable. Declining mutes the socket for one handoff
-    period; if it is readable at the first poll after that, no peer took the connection and this
-    worker accepts it, and whatever else arrives during one more handoff period. If it is not, a
-    peer took it and the next waiting connection starts afresh.
+    period, or until this worker is no longer more loaded than a peer (looked at every
+    ``RECHECK_SECONDS``: two workers accepting in turn would otherwise both sit muted); if it is
+    readable at the first poll after the handoff, no peer took the connection and this worker
+    accepts it, and whatever else arrives during one more handoff period. If it is not, a peer took
+    it and the next waiting connection starts afresh.
     """
 
     def __init__(self, loads: PeerLoads, slot: int, handoff: float = HANDOFF_SECONDS) -> None:
         self.loads, self.slot, self.handoff = loads, slot, handoff
         self._state = "open"  # open | muted | recheck | taking
         self._until = 0.0
+        self._shed_lock = threading.Lock()
+        self._last_shed = 0.0
 
-    def poll_listener(self, now: float) -> bool:
+    def poll_listener(self, connections: int, now: float) -> bool:
         if self._state == "muted":
+            peer = self.loads.least_loaded_peer(self.slot, now)
+            if peer is None or connections <= peer:
+                self._state = "open"
+                return True
             if now < self._until:
                 return False
             self._state = "recheck"
@@ -104,6 +123,17 @@ class AcceptPolicy:
         self._state, self._until = "muted", now + self.handoff
         return False
 
+    def shed_now(self, connections: int, now: float) -> bool:
+        """Whether to close the connection an answer is going out on (asked from the application threads)."""
+        peer = self.loads.least_loaded_peer(self.slot, now)
+        if peer is None or connections < peer + SHED_MARGIN:
+            return False
+        with self._shed_lock:
+            if now - self._last_shed < SHED_INTERVAL_SECONDS:
+                return False
+            self._last_shed = now
+            return True
+
     def wake_in(self, now: float) -> float | None:
-        """Seconds until the muted listening socket should be polled again (None: not muted)."""
-        return max(0.0, self._until - now) if self._state == "muted" else None
+        """Seconds until the muted listening socket should be looked at again (None: not muted)."""
+        return min(RECHECK_SECONDS, max(0.0, self._until - now)) if self._state == "muted" else None

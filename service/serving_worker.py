@@ -31,7 +31,7 @@ from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
-from waitress.task import ThreadedTaskDispatcher
+from waitress.task import ThreadedTaskDispatcher, WSGITask
 
 from service.serving_balance import AcceptPolicy, PeerLoads
 
@@ -44,8 +44,21 @@ LOOP_SECONDS = 1.0  # the event loop wakes at least this often (gunicorn heartbe
 PEER_LOADS = PeerLoads()
 
 
+class _Task(WSGITask):  # type: ignore[misc]
+    """An answer that closes its connection when this worker holds too many (``serving_balance``)."""
+
+    def build_response_header(self) -> bytes:
+        server = self.channel.server
+        if server.policy is not None and server.policy.shed_now(server.open_connections, time.monotonic()):
+            self.set_close_on_finish()  # "Connection: close"; the client reconnects, to a less loaded worker
+        header: bytes = super().build_response_header()
+        return header
+
+
 class _Channel(HTTPChannel):  # type: ignore[misc]
     """A connection that remembers when its current request began arriving."""
+
+    task_class = _Task
 
     request_started = 0.0
 
@@ -65,7 +78,7 @@ class _Server(TcpWSGIServer):  # type: ignore[misc]
     def readable(self) -> bool:
         if not super().readable():  # also closes idle channels (maintenance) and applies the connection limit
             return False
-        return self.policy is None or self.policy.poll_listener(time.monotonic())
+        return self.policy is None or self.policy.poll_listener(self.open_connections, time.monotonic())
 
     def handle_accept(self) -> None:
         if self.policy is None or self.policy.accept_now(self.open_connections, time.monotonic()):

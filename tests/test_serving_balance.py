@@ -8,6 +8,7 @@ each worker's accepted connections are counted from ``/proc`` (sockets it holds 
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -18,7 +19,13 @@ from pathlib import Path
 import pytest
 from support.gunicorn import SpinecdsServer
 
-from service.serving_balance import STALE_SECONDS, AcceptPolicy, PeerLoads
+from service.serving_balance import (
+    RECHECK_SECONDS,
+    SHED_INTERVAL_SECONDS,
+    STALE_SECONDS,
+    AcceptPolicy,
+    PeerLoads,
+)
 
 HANDOFF = 0.05
 
@@ -30,13 +37,16 @@ def test_a_worker_with_more_connections_leaves_a_new_one_to_its_peer() -> None:
     policy = AcceptPolicy(loads, a, handoff=HANDOFF)
     loads.publish(b, 102, 3)
     now = time.monotonic()
-    assert policy.poll_listener(now) and policy.accept_now(3, now)  # as loaded as the peer: accept
+    assert policy.poll_listener(3, now) and policy.accept_now(3, now)  # as loaded as the peer: accept
     assert not policy.accept_now(4, now)  # more than the peer: declined, listener muted for the handoff
-    assert not policy.poll_listener(now + HANDOFF / 2)
-    assert policy.wake_in(now + HANDOFF / 2) == pytest.approx(HANDOFF / 2)
+    assert not policy.poll_listener(4, now + HANDOFF / 2)
+    assert policy.wake_in(now + HANDOFF / 2) == pytest.approx(RECHECK_SECONDS)  # looks again soon
     # after the handoff the first poll finds nothing waiting (the peer took it): the next one starts afresh
-    assert policy.poll_listener(now + HANDOFF) and policy.poll_listener(now + HANDOFF + 0.001)
+    assert policy.poll_listener(4, now + HANDOFF) and policy.poll_listener(4, now + HANDOFF + 0.001)
     assert not policy.accept_now(4, now + HANDOFF + 0.002)
+    # muted, and the peer accepts until it holds more: this worker listens again at once
+    loads.publish(b, 102, 5)
+    assert policy.poll_listener(4, now + HANDOFF + 0.003) and policy.accept_now(4, now + HANDOFF + 0.003)
 
 
 def test_a_connection_no_peer_takes_is_accepted_after_the_handoff() -> None:
@@ -46,10 +56,24 @@ def test_a_connection_no_peer_takes_is_accepted_after_the_handoff() -> None:
     loads.publish(b, 102, 0)  # a peer that looks idle but never accepts (busy, stopped)
     now = time.monotonic()
     assert not policy.accept_now(9, now)
-    assert policy.poll_listener(now + HANDOFF)  # still readable at the first poll after the handoff
+    assert policy.poll_listener(9, now + HANDOFF)  # still readable at the first poll after the handoff
     assert policy.accept_now(9, now + HANDOFF)  # taken, and so is what else waits during one more period
     assert policy.accept_now(10, now + 1.5 * HANDOFF)
     assert not policy.accept_now(11, now + 2.5 * HANDOFF)
+
+
+def test_a_worker_with_too_many_connections_closes_one_at_a_time() -> None:
+    loads = PeerLoads(slots=4)
+    a, b = loads.claim(0, pid=101), loads.claim(1, pid=102)
+    policy = AcceptPolicy(loads, a, handoff=HANDOFF)
+    loads.publish(b, 102, 3)
+    now = time.monotonic()
+    assert not policy.shed_now(4, now)  # one more than the peer: keep it
+    assert policy.shed_now(5, now)
+    assert not policy.shed_now(5, now + SHED_INTERVAL_SECONDS / 2)  # one at a time: the counts catch up first
+    assert policy.shed_now(5, now + SHED_INTERVAL_SECONDS)
+    loads.release(b)
+    assert not policy.shed_now(500, now + 1)  # alone: nowhere to move a connection to
 
 
 def test_dead_and_released_slots_are_not_peers() -> None:
@@ -150,3 +174,33 @@ def test_a_stopped_worker_strands_no_connection(server: SpinecdsServer) -> None:
         os.kill(stopped, signal.SIGCONT)
     # each one is taken after one handoff (50 ms), not when the stopped worker's slot goes stale (3 s)
     assert max(waits) < 1.0, waits
+
+
+def test_connections_that_landed_on_one_worker_move_to_the_other(server: SpinecdsServer) -> None:
+    """As when a worker is still booting while a client opens its pool: keep-alive connections move over."""
+    assert server.process is not None
+    stopped = _worker_pids(server.process.pid)[0]
+    clients = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(8)]
+
+    def round_trip() -> None:
+        for client in clients:  # http.client reconnects by itself after an answer with "Connection: close"
+            client.request("GET", "/health/live")
+            response = client.getresponse()
+            assert response.status == 200
+            response.read()
+
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        round_trip()
+        assert sorted(_connections_per_worker(server).values()) == [0, 8]
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    try:
+        for _ in range(40):
+            round_trip()
+            time.sleep(0.02)
+        counts = _connections_per_worker(server)
+    finally:
+        for client in clients:
+            client.close()
+    assert sum(counts.values()) == 8 and min(counts.values()) >= 3, counts
