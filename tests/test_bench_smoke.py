@@ -114,6 +114,9 @@ def test_floor_answers_no_cards_under_gunicorn(floor: servers.Server, reqs: list
     bad = requests.post(floor.url + small.path, data=b"{not json", headers={"Content-Type": "application/json"})
     assert bad.status_code == 400
     assert floor.worker_pids() and all(kib > 0 for kib in floor.worker_rss_kib().values())
+    large = next(r for r in reqs if len(r.encoded()) > 2 << 20)  # read up to ours' body limit, as ours is
+    response = requests.post(floor.url + large.path, data=large.encoded(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text[:200]
 
 
 def test_naive_server_validates_every_resource(tmp_path: Path, reqs: list[Any]) -> None:
