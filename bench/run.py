@@ -211,13 +211,17 @@ def run_cold_start(args: argparse.Namespace, work: Path, probe: BenchRequest, ou
 def table(out: dict[str, Any]) -> str:
     lines = [f"machine: {out['machine']}", f"date: {out['date']}  mode: {out['mode']}  command: {out['command']}", ""]
     lines += targets_table(out)
-    lines += [
-        "### Latency (sequential client, p50 / p99 ms)",
-        "",
-        "| scenario | resources | KiB | ours | floor | naive | ours/floor p50 | naive/ours p50 | ours p99/p50 | n "
-        "| rules fired (= bare case) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
+    lines += (
+        [
+            "### Latency (sequential client, p50 / p99 ms)",
+            "",
+            "| scenario | resources | KiB | ours | floor | naive | ours/floor p50 | naive/ours p50 | ours p99/p50 | n "
+            "| rules fired (= bare case) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        if out["latency"]
+        else []
+    )
     for r in out["latency"]:
         if r["scenario"] == "relevant-2000":
             of_target, no_target = TARGETS["relevant-2000 ours/floor"], TARGETS["relevant-2000 naive/ours"]
