@@ -49,7 +49,8 @@ class _Task(WSGITask):  # type: ignore[misc]
 
     def build_response_header(self) -> bytes:
         server = self.channel.server
-        if server.policy is not None and server.policy.shed_now(server.open_connections, time.monotonic()):
+        alone = len(self.channel.requests) <= 1  # never behind a pipelined request already received
+        if alone and server.policy is not None and server.policy.shed_now(server.open_connections, time.monotonic()):
             self.set_close_on_finish()  # "Connection: close"; the client reconnects, to a less loaded worker
         header: bytes = super().build_response_header()
         return header

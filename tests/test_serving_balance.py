@@ -204,3 +204,26 @@ def test_connections_that_landed_on_one_worker_move_to_the_other(server: Spinecd
         for client in clients:
             client.close()
     assert sum(counts.values()) == 8 and min(counts.values()) >= 3, counts
+
+
+def test_a_connection_is_never_closed_behind_a_pipelined_request(server: SpinecdsServer) -> None:
+    assert server.process is not None
+    stopped = _worker_pids(server.process.pid)[0]
+    os.kill(stopped, signal.SIGSTOP)  # the other worker holds every connection: it wants to shed some
+    idle: list[socket.socket] = []
+    try:
+        idle = _burst(server.port, 3)
+        time.sleep(2 * SHED_INTERVAL_SECONDS)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 2)  # two requests at once
+            answers = b""
+            while answers.count(b"HTTP/1.1 200") < 2:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answers += chunk
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+        for sock in idle:
+            sock.close()
+    assert answers.count(b"HTTP/1.1 200") == 2, answers
