@@ -7,6 +7,8 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
+from service.config import Settings
+
 
 def create_floor_app(
     name: str = "spinecds-bench-floor", on_body: Callable[[dict[str, Any]], dict[str, str]] | None = None
@@ -14,6 +16,9 @@ def create_floor_app(
     """The floor app; ``on_body`` (the naive path's validation) runs on each parsed body and returns
     response headers to add."""
     app = Flask(name)
+    # ours' body limit, so the server definition reads request bodies up to the same size for both
+    # (without one, service/serving_worker.py stops reading at 2 MiB: obs-5000 and the curves got 413)
+    app.config["MAX_CONTENT_LENGTH"] = Settings.max_request_bytes
 
     @app.post("/cds-services/<service_id>")
     def call_service(service_id: str) -> Response:

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from service.serving import preloaded_app, reexec_with_malloc_env, server_options
+from service.serving import pause_gc_until_frozen, preloaded_app, reexec_with_malloc_env, server_options
 
 
 def _factory(name: str) -> Any:
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args(argv)
     reexec_with_malloc_env("bench.serve")
+    pause_gc_until_frozen()  # as spinecds serve
     options = server_options(args.host, args.port, args.workers, args.threads)
     preloaded_app(lambda: _factory(args.app), options).run()
     return 0

@@ -17,7 +17,7 @@ from service.cds.audit import CardAudit
 from service.cds.blueprint import bp as cds_bp
 from service.config import Settings
 from service.console.blueprint import bp as console_bp
-from service.db import SchemaSetup, make_engine
+from service.db import SchemaSetup, make_audit_engine, make_engine
 from service.engine.build import engine_description, require_patched_engine
 from service.errors import register_error_handlers
 from service.fhir.allowlist import FhirServerAllowlist
@@ -50,7 +50,8 @@ def create_app(
     app = Flask("spinecds")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["spinecds"] = AppState(settings, pipeline, db, schema, CardAudit(db))
+    audit = CardAudit(make_audit_engine(settings.database_url, settings.database_timeout, db))
+    app.extensions["spinecds"] = AppState(settings, pipeline, db, schema, audit)
     register_error_handlers(app)
     app.register_blueprint(cds_bp)
     app.register_blueprint(ops_bp)

@@ -21,9 +21,10 @@ def _settings() -> Settings | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from service.serving import reexec_with_malloc_env
+    from service.serving import pause_gc_until_frozen, reexec_with_malloc_env
 
     reexec_with_malloc_env("service.cli")  # first: the process it replaces should do (and import) little
+    pause_gc_until_frozen()
     settings = _settings()
     if settings is None:
         return 2

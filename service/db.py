@@ -100,19 +100,7 @@ used_jtis = Table(
 def make_engine(url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Engine:
     """An engine whose every wait (connect, statement, pool checkout) ends after ``timeout`` seconds."""
     if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": timeout})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
-            cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.close()
-
-        return engine
+        return _sqlite_engine(url, timeout, ("PRAGMA synchronous=FULL",))
     return create_engine(
         url,
         pool_pre_ping=True,
@@ -124,6 +112,37 @@ def make_engine(url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Engine:
             "options": f"-c statement_timeout={int(timeout * 1000)}",
         },
     )
+
+
+def make_audit_engine(url: str, timeout: float, shared: Engine) -> Engine:
+    """The engine of the issued-card audit (``service/cds/audit.py``); ``shared`` everywhere but SQLite.
+
+    On SQLite the audit has its own connections whose commits do not wait for the disk
+    (``synchronous=NORMAL`` in WAL mode: a row survives a crash of the process, not a power loss;
+    feedback keeps ``FULL``, and its commit also makes every audit row before it durable) and that
+    never checkpoint on their own (``CardAudit`` checkpoints off the request path). Each answer
+    waits for its audit insert: an fsync there put 100-700 ms stalls into the answers' tail.
+    """
+    if not url.startswith("sqlite:///") or url.removeprefix("sqlite:///") in ("", ":memory:"):
+        return shared  # (an in-memory database exists once per connection)
+    return _sqlite_engine(url, timeout, ("PRAGMA synchronous=NORMAL", "PRAGMA wal_autocheckpoint=0"))
+
+
+def _sqlite_engine(url: str, timeout: float, pragmas: tuple[str, ...]) -> Engine:
+    path = url.removeprefix("sqlite:///")
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": timeout})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
+        cur = conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        for pragma in pragmas:
+            cur.execute(pragma)
+        cur.close()
+
+    return engine
 
 
 def _deadline_connection(timeout: float) -> Any:

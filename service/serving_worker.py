@@ -14,6 +14,10 @@ Bounds per worker (docs/security.md): ``CONNECTION_LIMIT`` open connections (the
 in the listen backlog), ``SPINECDS_REQUEST_READ_TIMEOUT`` (30 s) to receive a whole request once it
 has begun (head and body: a client dripping bytes is cut off), ``IDLE_TIMEOUT_SECONDS`` for a
 keep-alive connection without a request, ``MAX_HEADER_BYTES`` of request head.
+
+All workers accept from the master's one listening socket; ``service/serving_balance.py`` spreads
+the connections over them (a worker with more open connections than a peer leaves a new one to that
+peer for up to 50 ms), so a client's burst of keep-alive connections no longer lands on one worker.
 """
 
 from __future__ import annotations
@@ -27,17 +31,35 @@ from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
-from waitress.task import ThreadedTaskDispatcher
+from waitress.task import ThreadedTaskDispatcher, WSGITask
+
+from service.serving_balance import AcceptPolicy, PeerLoads
 
 CONNECTION_LIMIT = 1000
 DEFAULT_READ_TIMEOUT_SECONDS = 30.0  # when the app carries no spinecds settings (bench apps)
 IDLE_TIMEOUT_SECONDS = 15
 MAX_HEADER_BYTES = 64 * 1024
 LOOP_SECONDS = 1.0  # the event loop wakes at least this often (gunicorn heartbeat, shutdown)
+# the workers' open-connection counts: mapped when gunicorn's master imports this worker class, before it forks
+PEER_LOADS = PeerLoads()
+
+
+class _Task(WSGITask):  # type: ignore[misc]
+    """An answer that closes its connection when this worker holds too many (``serving_balance``)."""
+
+    def build_response_header(self) -> bytes:
+        server = self.channel.server
+        alone = len(self.channel.requests) <= 1  # never behind a pipelined request already received
+        if alone and server.policy is not None and server.policy.shed_now(server.open_connections, time.monotonic()):
+            self.set_close_on_finish()  # "Connection: close"; the client reconnects, to a less loaded worker
+        header: bytes = super().build_response_header()
+        return header
 
 
 class _Channel(HTTPChannel):  # type: ignore[misc]
     """A connection that remembers when its current request began arriving."""
+
+    task_class = _Task
 
     request_started = 0.0
 
@@ -51,6 +73,17 @@ class _Channel(HTTPChannel):  # type: ignore[misc]
 class _Server(TcpWSGIServer):  # type: ignore[misc]
     channel_class = _Channel
     read_timeout = DEFAULT_READ_TIMEOUT_SECONDS
+    policy: AcceptPolicy | None = None  # spreads connections over the workers (service/serving_balance.py)
+    open_connections = 0  # of this worker, all listeners (set by the worker's loop)
+
+    def readable(self) -> bool:
+        if not super().readable():  # also closes idle channels (maintenance) and applies the connection limit
+            return False
+        return self.policy is None or self.policy.poll_listener(self.open_connections, time.monotonic())
+
+    def handle_accept(self) -> None:
+        if self.policy is None or self.policy.accept_now(self.open_connections, time.monotonic()):
+            super().handle_accept()
 
     def maintenance(self, now: float) -> None:
         super().maintenance(now)  # idle keep-alive connections (channel_timeout)
@@ -100,15 +133,29 @@ class BufferingWorker(Worker):  # type: ignore[misc]
             )
             for listener in self.sockets
         ]
+        slot = PEER_LOADS.claim(self.age, self.pid)
         for server in servers:
             server.read_timeout = read_timeout
+            server.policy = AcceptPolicy(PEER_LOADS, slot)
+        listening = len(channels)  # the listeners and their wake-up pipes; the rest are client connections
         parent = os.getppid()
-        while self.alive:
-            self.notify()
-            wasyncore.loop(timeout=LOOP_SECONDS, map=channels, use_poll=True, count=1)
-            if os.getppid() != parent:
-                self.log.info("Parent changed, shutting down: %s", self)
-                break
+        try:
+            while self.alive:
+                self.notify()
+                connections = len(channels) - listening
+                PEER_LOADS.publish(slot, self.pid, connections)
+                now = time.monotonic()
+                timeout = LOOP_SECONDS
+                for server in servers:
+                    server.open_connections = connections
+                    wake = server.policy.wake_in(now) if server.policy is not None else None
+                    timeout = min(timeout, wake) if wake is not None else timeout
+                wasyncore.loop(timeout=timeout, map=channels, use_poll=True, count=1)
+                if os.getppid() != parent:
+                    self.log.info("Parent changed, shutting down: %s", self)
+                    break
+        finally:
+            PEER_LOADS.release(slot)
         self._drain(servers, channels, dispatcher)
 
     def _drain(self, servers: list[_Server], channels: dict[int, Any], dispatcher: ThreadedTaskDispatcher) -> None:

@@ -123,6 +123,9 @@ def test_floor_answers_no_cards_under_gunicorn(floor: servers.Server, reqs: list
     bad = requests.post(floor.url + small.path, data=b"{not json", headers={"Content-Type": "application/json"})
     assert bad.status_code == 400
     assert floor.worker_pids() and all(kib > 0 for kib in floor.worker_rss_kib().values())
+    large = next(r for r in reqs if len(r.encoded()) > 2 << 20)  # read up to ours' body limit, as ours is
+    response = requests.post(floor.url + large.path, data=large.encoded(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text[:200]
 
 
 def test_naive_server_validates_every_resource(tmp_path: Path, reqs: list[Any]) -> None:
@@ -184,6 +187,50 @@ def test_percentile() -> None:
     assert percentile(values, 50) == 50.0
     assert percentile(values, 99) == 99.0
     assert percentile([3.0], 99) == 3.0
+
+
+def test_the_targets_table_marks_each_figure_against_its_target() -> None:
+    from bench.run import balanced, targets_table
+
+    def lat(name: str, resources: int, ours: float, floor: float, naive: float) -> dict[str, Any]:
+        return {"scenario": name, "resources": resources, "ours_p50": ours, "floor_p50": floor,
+                "ours/floor": ours / floor, "naive/ours": naive / ours}  # fmt: skip
+
+    def wrk_run(load: str, conns: int, ours: float, floor: float, split: list[float]) -> dict[str, Any]:
+        return {"load": load, "connections": conns, "ratio": ours / floor, "ours": {"errors": 0},
+                "ours_worker_cpu_split": split}  # fmt: skip
+
+    out = {
+        "workers": 2,
+        "latency": [
+            lat("synthea-a", 1314, 80, 40, 500),
+            lat("relevant-2000", 2011, 50, 20, 300),
+            *(lat(f"irrelevant-{n}", n, n / 100, n / 100, n) for n in (511, 2011, 5011, 20011)),
+        ],
+        "tail": [{"scenario": "small", "n": 200, "ours": {"tail": 1.8}, "floor": {"tail": 3.0}}],
+        "throughput": [
+            wrk_run("synthea (both bundles)", 8, 30, 40, [0.52, 0.48]),
+            wrk_run("synthea (both bundles)", 32, 20, 40, [1.0, 0.0]),
+        ],  # fmt: skip
+        "cold_start": {"median": 1.2},
+    }
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in targets_table(out) if line.startswith("| ")}
+    expected = {
+        "large Synthea bundles: ours/floor p50 (worst)": "MISSED",  # 2.0 > 1.5
+        "relevant-2000: ours/floor p50": "met",  # 2.5
+        "relevant-2000: naive/ours p50": "met",  # 6
+        "growth exponent, irrelevant-N (511 → 20,011)": "met",  # 1.0
+        "tail: ours p99/p50, small, one connection, n=200": "met",
+        "throughput ours/floor, Synthea, 8 connections": "met",  # 0.75
+        "throughput ours/floor, Synthea, 32 connections": "MISSED",  # 0.5
+        "worker balance, synthea (both bundles), 8 connections (CPU share per worker)": "met",
+        "worker balance, synthea (both bundles), 32 connections (CPU share per worker)": "MISSED",  # one idle
+        "errors under load (ours)": "met",
+        "cold start median (spinecds serve to first 200)": "MISSED",
+    }
+    for label, verdict in expected.items():
+        assert rows[label].endswith(f"| {verdict} |"), rows[label]
+    assert balanced([0.6, 0.4], 2) and not balanced([0.61, 0.39], 2) and not balanced([1.0], 2)
 
 
 def test_pipeline_validates_only_what_the_rules_read(app: Any) -> None:

@@ -273,7 +273,7 @@ def test_compose_and_kubernetes_run_the_image_as_built(app: Any) -> None:
 
 
 def test_the_app_is_built_once_in_the_master_and_frozen_for_the_gc() -> None:
-    from service.serving import preloaded_app, server_options
+    from service.serving import pause_gc_until_frozen, preloaded_app, server_options
 
     built: list[object] = []
 
@@ -285,11 +285,15 @@ def test_the_app_is_built_once_in_the_master_and_frozen_for_the_gc() -> None:
     server = preloaded_app(factory, server_options("127.0.0.1", 0, 2, 4), after_fork=forked.append)
     assert server.cfg.preload_app
     gc.unfreeze()
+    pause_gc_until_frozen()  # what spinecds serve does first: no collections while it imports and builds
     try:
+        assert not gc.isenabled()
         app = server.load()
         assert server.load() is app and built == [app]
         assert gc.get_freeze_count() > 0, "long-lived objects moved to the permanent generation"
+        assert gc.isenabled(), "the collector runs again once the app is frozen"
         server.cfg.post_fork(None, None)  # what each forked worker runs
         assert forked == [app]
     finally:
         gc.unfreeze()
+        gc.enable()

@@ -13,7 +13,9 @@ FORMS_FILE = Path(__file__).resolve().parent / "forms.yaml"
 
 @cache
 def forms_document() -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load(FORMS_FILE.read_text(encoding="utf-8"))
+    # the C loader (a safe loader; 2 ms instead of 17-30 ms in the first call of each worker)
+    loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    doc: dict[str, Any] = yaml.load(FORMS_FILE.read_text(encoding="utf-8"), Loader=loader)
     return doc
 
 
