@@ -173,7 +173,7 @@ def test_the_collector_is_paused_only_while_a_body_is_parsed() -> None:
     import gc
     import threading
 
-    from service.cds.strict_json import gc_paused
+    from service.gc_pause import gc_paused
 
     assert gc.isenabled()
     parse_json_body(b'{"a": [1, 2, {"b": null}]}')

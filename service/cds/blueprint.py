@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.db import feedback_items
 from service.errors import ApiError
+from service.gc_pause import gc_paused
 from service.ops import metrics
 from service.state import AppState
 
@@ -55,6 +56,12 @@ def discovery() -> Response:
 
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
+    # the collector stays off until the parsed body is freed, when _answer returns (service/gc_pause.py)
+    with gc_paused():
+        return _answer(service_id)
+
+
+def _answer(service_id: str) -> Response:
     service = _service(service_id)
     hook_request = parse_hook_request(json_request_body(), service)
     state = _state()

@@ -17,9 +17,10 @@ Two paths, one answer:
   (``orjson`` reads integers beyond 64 bits as floats; the standard library keeps them exact). It
   names the problem in the 400, or accepts what only it reads exactly.
 
-The parse runs with the cyclic garbage collector paused: a JSON tree has no cycles, and on a large body
-(20,000 resources, ~400,000 objects) the collections its allocations trigger traverse the growing tree
-again and again (orjson.loads 4x slower, super-linear in the body size; docs/performance.md).
+The parse runs with the cyclic garbage collector paused (``service.gc_pause``; a service call keeps it
+paused until its body is freed): a JSON tree has no cycles, and on a large body (20,000 resources,
+~400,000 objects) the collections its allocations trigger traverse the growing tree again and again
+(orjson.loads 4x slower, super-linear in the body size; docs/performance.md).
 
 ``tests/test_strict_json.py`` checks both against an independent oracle on generated and hostile
 bodies; ``docs/performance.md`` has the figures.
@@ -27,11 +28,7 @@ bodies; ``docs/performance.md`` has the figures.
 
 from __future__ import annotations
 
-import gc
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import accumulate
 from typing import Any
 
@@ -39,6 +36,7 @@ import orjson
 from flask import current_app, request
 
 from service.errors import ApiError
+from service.gc_pause import gc_paused
 
 # Deeper JSON than this is refused (400): no FHIR data we read comes close, and deep trees cost
 # recursion in every later consumer (validation, serialisation).
@@ -162,30 +160,6 @@ def _fast(data: bytes, structure: bytes) -> Any:
     except orjson.JSONDecodeError:
         return _UNSURE
     return body if _no_duplicate_keys(structure.count(b'":'), body) else _UNSURE
-
-
-_pause_lock = threading.Lock()
-_pausers = 0
-_resume = False
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while any thread is inside (it is process-wide); back on after
-    the last one leaves, unless it was off before the first came in."""
-    global _pausers, _resume
-    with _pause_lock:
-        if _pausers == 0:
-            _resume = gc.isenabled()
-            gc.disable()
-        _pausers += 1
-    try:
-        yield
-    finally:
-        with _pause_lock:
-            _pausers -= 1
-            if _pausers == 0 and _resume:
-                gc.enable()
 
 
 def _stdlib_strict(data: bytes) -> Any:
