@@ -111,6 +111,10 @@ _SPLICES = [
     b'"s":"a\\":b","s":1,',  # a string holding a quote and colon, then a duplicate
     b'"s":"a\\":b","t":1,',
     b'"s":"\\u0022:","k":1,"k":2,',  # a quote and colon escaped as \u0022 in the text, plain in orjson's
+    b'"s":"\\u003a","k":1,"k":2,',  # a colon escaped in the text, plain in orjson's: as many colons
+    b'"s":"\\u003A\\u003a","k":1,"k":2,"j":"x",',
+    b'"\\u003a":":","k":1,"k":2,',
+    b'"s":"\\\\u003a","k":1,',  # an escaped backslash, then the letters u003a: no colon
 ]
 
 
