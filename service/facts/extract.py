@@ -100,7 +100,10 @@ class ExtractionInput:
         if index is None:
             index = {}
             for i, o in enumerate(self.counted_observations()):
-                keys = {(c.get("system"), c.get("code")) for c in codings(o.get(element))}
+                concept = o.get(element)
+                if concept is None:  # most Observations have no valueCodeableConcept
+                    continue
+                keys = {(c.get("system"), c.get("code")) for c in codings(concept)}
                 for system, code in keys:
                     if isinstance(system, str) and isinstance(code, str):
                         index.setdefault((system, code), []).append(i)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from .vocabulary import LOCAL_SYSTEM, codings
@@ -64,14 +65,11 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def observation_time(obs: Resource) -> datetime | None:
+    t = parse_time(obs.get("effectiveDateTime"))  # almost always the one (a chart sorts thousands)
+    if t:
+        return t
     period = obs.get("effectivePeriod") or {}
-    for value in (
-        obs.get("effectiveDateTime"),
-        obs.get("effectiveInstant"),
-        period.get("end"),
-        period.get("start"),
-        obs.get("issued"),
-    ):
+    for value in (obs.get("effectiveInstant"), period.get("end"), period.get("start"), obs.get("issued")):
         t = parse_time(value)
         if t:
             return t
@@ -249,6 +247,7 @@ UNIT_REQUIRED = {"10*9/L": True, "{INR}": False, "mo": True}
 UNIT_FOR_VALUESET = {"lab-platelets": "10*9/L", "lab-inr": "{INR}"}
 
 
+@lru_cache(maxsize=1024)  # a chart spells a handful of units thousands of times
 def unit_key(unit: str) -> str:
     """Case, spaces, ^/E exponents and the micro sign folded: "x10^3/µL" -> "x10*3/ul"."""
     key = unit.strip().lower().replace(" ", "").replace("µ", "u").replace("μ", "u").replace("^", "*")
