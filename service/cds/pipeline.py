@@ -13,6 +13,7 @@ from service.engine.ruleset import RuleBase
 from service.engine.runtime import Engine, Evaluation
 from service.facts.extract import ExtractionInput, extract_facts
 from service.facts.vocabulary import LOCAL_SYSTEM, Vocabulary
+from service.fhir import readable
 from service.fhir.client import FetchLimits
 from service.fhir.pool import ResourcePool
 
@@ -48,6 +49,7 @@ class Pipeline:
     def run(self, request: HookRequest) -> Decision:
         prefetch = gather(request, self.limits, self.relevant)
         draft = _draft_orders(request)
+        readable.forget()  # its memo holds strings of this body: none kept past the intake
         return self.decide(prefetch, draft, request.patient_id, request.hook)
 
     def decide(

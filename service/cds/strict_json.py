@@ -129,7 +129,7 @@ def _body_bytes() -> bytes:
     Werkzeug stops reading a length-less stream at the limit without an error, which would turn an
     oversized chunked body into a truncated one (a misleading 400); one more byte tells them apart.
     """
-    data = request.get_data(cache=True)
+    data = request.get_data(cache=False)  # read once; not kept with the request (service/memory_return.py)
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if request.content_length is None and limit is not None and len(data) >= limit:
         raw = request.environ.get("wsgi.input")

@@ -247,7 +247,7 @@ UNIT_REQUIRED = {"10*9/L": True, "{INR}": False, "mo": True}
 UNIT_FOR_VALUESET = {"lab-platelets": "10*9/L", "lab-inr": "{INR}"}
 
 
-@lru_cache(maxsize=1024)  # a chart spells a handful of units thousands of times
+@lru_cache(maxsize=128)  # a chart spells a handful of units thousands of times
 def unit_key(unit: str) -> str:
     """Case, spaces, ^/E exponents and the micro sign folded: "x10^3/µL" -> "x10*3/ul"."""
     key = unit.strip().lower().replace(" ", "").replace("µ", "u").replace("μ", "u").replace("^", "*")
