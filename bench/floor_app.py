@@ -7,6 +7,8 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
+from service.config import Settings
+
 
 def create_floor_app(
     name: str = "spinecds-bench-floor", on_body: Callable[[dict[str, Any]], dict[str, str]] | None = None
@@ -14,6 +16,8 @@ def create_floor_app(
     """The floor app; ``on_body`` (the naive path's validation) runs on each parsed body and returns
     response headers to add."""
     app = Flask(name)
+    # the same body limit as ours (SPINECDS_MAX_REQUEST_BYTES): the server sizes its request buffer from it
+    app.config["MAX_CONTENT_LENGTH"] = Settings.max_request_bytes
 
     @app.post("/cds-services/<service_id>")
     def call_service(service_id: str) -> Response:
