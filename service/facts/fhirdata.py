@@ -106,7 +106,7 @@ def numeric_value(obs: Resource) -> float | None:
     if isinstance(obs.get("valueInteger"), int) and not isinstance(obs.get("valueInteger"), bool):
         return finite_number(obs["valueInteger"])
     quantity = obs.get("valueQuantity")
-    if isinstance(quantity, Mapping) and isinstance(quantity.get("value"), int | float):
+    if (type(quantity) is dict or isinstance(quantity, Mapping)) and isinstance(quantity.get("value"), int | float):
         return finite_number(quantity["value"])
     return None
 
@@ -272,7 +272,9 @@ def quantity_in(obs: Resource, target: str) -> float | None:
     spelled = [
         str(quantity.get(k)).strip()
         for k in ("code", "unit")
-        if isinstance(quantity, Mapping) and isinstance(quantity.get(k), str) and str(quantity.get(k)).strip()
+        if (type(quantity) is dict or isinstance(quantity, Mapping))
+        and isinstance(quantity.get(k), str)
+        and str(quantity.get(k)).strip()
     ]
     table = UNIT_TABLES[target]
     if not spelled:
