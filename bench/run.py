@@ -418,7 +418,8 @@ def profile(args: argparse.Namespace) -> int:
 
     from service.app import create_app
 
-    req = next(r for r in scenarios(case_name=args.case) if r.name == args.scenario)
+    every = scenarios(case_name=args.case) + curve_scenarios(case_name=args.case)  # relevant-2000 too
+    req = next(r for r in every if r.name == args.scenario)
     body = req.encoded()
     with tempfile.TemporaryDirectory(prefix="spinecds-prof-") as tmp:
         app = create_app({"database_url": f"sqlite:///{tmp}/p.db", "log_level": "WARNING"})
