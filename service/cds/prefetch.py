@@ -255,10 +255,12 @@ def _wrong_type_entries(key: str, payload: Any) -> Counter[str]:
         resource = entry.get("resource")
         if not (type(resource) is dict or isinstance(resource, Mapping)):
             continue
-        kind = _text(resource.get("resourceType"))
+        kind = resource.get("resourceType")
+        if kind == rtype or kind == "OperationOutcome":  # almost every entry: its search mode does not matter
+            continue
         search = entry.get("search")
         mode = _text(search.get("mode")) if (type(search) is dict or isinstance(search, Mapping)) else None
-        if kind != rtype and kind != "OperationOutcome" and mode not in {"include", "outcome"}:
+        if mode not in {"include", "outcome"}:
             out[rtype] += 1
     return out
 
