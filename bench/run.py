@@ -41,6 +41,7 @@ TARGETS = {
     "worker balance": 0.8,  # the least busy worker's share of the CPU, times the number of workers
     "cold start s": 1.0,  # median
     "rss growth": 0.05,
+    "memory returned": 1.2,  # a worker's RSS after a 17 MB body / before it
 }
 
 
@@ -196,6 +197,71 @@ def run_memory(args: argparse.Namespace, work: Path, out: dict[str, Any]) -> Non
     print(f"  memory: {total_first / 1024:.0f} MiB -> {total_after / 1024:.0f} MiB", file=sys.stderr, flush=True)
 
 
+MEMORY_RETURN_BODY_MB = 17  # the body of issue 20: after it each worker stayed at ~347 MiB for good
+
+
+def run_memory_return(args: argparse.Namespace, work: Path, out: dict[str, Any]) -> None:
+    """Memory per request returned: one fresh worker's RSS after warm-up calls (baseline), then one ~17 MB body,
+    then a few small calls, then its RSS again (target: within 20 % of the baseline)."""
+    import requests
+
+    from bench.bodies import generated_observations
+    from bench.load import HEADERS
+
+    case = load_case(args.case)
+    patient_id = next(r["id"] for r in case["resources"] if r["resourceType"] == "Patient")
+    n = MEMORY_RETURN_BODY_MB * 2300  # ~440 bytes per generated Observation
+    big = build(f"memory-{n}", case, generated_observations(n, patient_id, datetime.now(UTC), relevant=0.5))
+    small = next(r for r in scenarios(case_name=args.case) if r.name == "typical")
+    big_body, small_body = big.encoded(), small.encoded()
+    server = servers.start("ours", work, 1, args.threads, args.database_url)
+    try:
+        with requests.Session() as session:
+
+            def post(req: BenchRequest, body: bytes) -> None:
+                answer = session.post(server.url + req.path, data=body, headers=HEADERS, timeout=300)
+                if answer.status_code != 200:
+                    raise RuntimeError(f"ours answered {answer.status_code} to {req.name}: {answer.text[:300]}")
+
+            for _ in range(20):
+                post(small, small_body)
+            baseline = sum(server.worker_rss_kib().values())
+            post(big, big_body)
+            for _ in range(5):
+                post(small, small_body)
+            time.sleep(0.5)
+            after = sum(server.worker_rss_kib().values())
+    finally:
+        server.stop()
+    out["memory_return"] = {
+        "body_bytes": len(big_body),
+        "resources": big.resources,
+        "baseline_kib": baseline,
+        "after_kib": after,
+        "ratio": after / baseline if baseline else 0.0,
+    }
+    print(
+        f"  memory returned: {baseline / 1024:.0f} MiB -> {after / 1024:.0f} MiB after one "
+        f"{len(big_body) / 1e6:.1f} MB body (x{after / baseline:.2f})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def memory_return_lines(out: dict[str, Any]) -> list[str]:
+    m = out.get("memory_return")
+    if not m:
+        return []
+    return [
+        "",
+        "### Memory returned after a large body (one fresh worker)",
+        "",
+        f"- RSS after warm-up {m['baseline_kib'] / 1024:.1f} MiB; after one {m['body_bytes'] / 1e6:.1f} MB body "
+        f"({m['resources']:,} resources) and 5 small calls {m['after_kib'] / 1024:.1f} MiB: x{m['ratio']:.2f} "
+        f"({mark(m['ratio'] <= TARGETS['memory returned'])}; target ≤ x{TARGETS['memory returned']:.1f})",
+    ]
+
+
 def run_cold_start(args: argparse.Namespace, work: Path, probe: BenchRequest, out: dict[str, Any]) -> None:
     times = []
     for _ in range(args.cold_starts):
@@ -303,6 +369,7 @@ def table(out: dict[str, Any]) -> str:
             f"- runs: {', '.join(f'{t:.2f}' for t in c['runs'])} s; median {c['median']:.2f} s, max {c['max']:.2f} s "
             f"({mark(c['median'] <= TARGETS['cold start s'])}; target: median ≤ {TARGETS['cold start s']:g} s)",
         ]
+    lines += memory_return_lines(out)
     return "\n".join(lines)
 
 
@@ -430,6 +497,8 @@ def bench(args: argparse.Namespace) -> int:
         run_latency(args, work, reqs, out)
         if not args.skip_memory:
             run_memory(args, work, out)
+        if not args.skip_memory_return:
+            run_memory_return(args, work, out)
         if not args.skip_cold_start:
             run_cold_start(args, work, reqs[0], out)
     out["elapsed_s"] = time.perf_counter() - t0
@@ -447,7 +516,8 @@ def profile(args: argparse.Namespace) -> int:
 
     from service.app import create_app
 
-    req = next(r for r in scenarios(case_name=args.case) if r.name == args.scenario)
+    every = scenarios(case_name=args.case) + curve_scenarios(case_name=args.case)  # relevant-2000 too
+    req = next(r for r in every if r.name == args.scenario)
     body = req.encoded()
     with tempfile.TemporaryDirectory(prefix="spinecds-prof-") as tmp:
         app = create_app({"database_url": f"sqlite:///{tmp}/p.db", "log_level": "WARNING"})
@@ -539,6 +609,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-curves", action="store_true", help="no relevant-N / irrelevant-N growth curves")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-cold-start", action="store_true")
+    parser.add_argument(
+        "--skip-memory-return", action="store_true", help="no RSS check after one ~17 MB body (a fresh worker)"
+    )
     parser.add_argument("--json", help="also write the raw results here")
     sub = parser.add_subparsers(dest="command")
     prof = sub.add_parser("profile", help="pyinstrument profile of one scenario, in process")

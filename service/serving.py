@@ -24,7 +24,9 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "67108864"}
+# MALLOC_ARENA_MAX=1: the request threads allocate from the one heap malloc_trim() can give back after a large
+# body (service/memory_return.py); a thread's own arena keeps its top for good under a 64 MiB trim threshold
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "67108864", "MALLOC_ARENA_MAX": "1"}
 
 
 def reexec_with_malloc_env(module: str) -> None:

@@ -111,6 +111,10 @@ _SPLICES = [
     b'"s":"a\\":b","s":1,',  # a string holding a quote and colon, then a duplicate
     b'"s":"a\\":b","t":1,',
     b'"s":"\\u0022:","k":1,"k":2,',  # a quote and colon escaped as \u0022 in the text, plain in orjson's
+    b'"s":"\\u003a","k":1,"k":2,',  # a colon escaped in the text, plain in orjson's: as many colons
+    b'"s":"\\u003A\\u003a","k":1,"k":2,"j":"x",',
+    b'"\\u003a":":","k":1,"k":2,',
+    b'"s":"\\\\u003a","k":1,',  # an escaped backslash, then the letters u003a: no colon
 ]
 
 
@@ -173,7 +177,7 @@ def test_the_collector_is_paused_only_while_a_body_is_parsed() -> None:
     import gc
     import threading
 
-    from service.cds.strict_json import gc_paused
+    from service.gc_pause import gc_paused
 
     assert gc.isenabled()
     parse_json_body(b'{"a": [1, 2, {"b": null}]}')

@@ -8,13 +8,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.db import feedback_items
 from service.errors import ApiError
+from service.gc_pause import gc_paused
+from service.memory_return import TRIM_AFTER_BYTES, release_free_memory
 from service.ops import metrics
 from service.state import AppState
 
@@ -55,6 +57,16 @@ def discovery() -> Response:
 
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
+    large = (request.content_length or 0) >= TRIM_AFTER_BYTES
+    # the collector stays off until the parsed body is freed, when _answer returns (service/gc_pause.py)
+    with gc_paused():
+        response = _answer(service_id)
+    if large:  # once the answer is sent, the heap the body took goes back to the system
+        response.call_on_close(release_free_memory)
+    return response
+
+
+def _answer(service_id: str) -> Response:
     service = _service(service_id)
     hook_request = parse_hook_request(json_request_body(), service)
     state = _state()

@@ -13,6 +13,7 @@ from service.engine.ruleset import RuleBase
 from service.engine.runtime import Evaluation, RuleEngine
 from service.facts.extract import ExtractionInput, extract_facts
 from service.facts.vocabulary import LOCAL_SYSTEM, Vocabulary
+from service.fhir import readable
 from service.fhir.client import FetchLimits
 from service.fhir.pool import ResourcePool
 
@@ -48,6 +49,7 @@ class Pipeline:
     def run(self, request: HookRequest) -> Decision:
         prefetch = gather(request, self.limits, self.relevant)
         draft = _draft_orders(request)
+        readable.forget()  # its memo holds strings of this body: none kept past the intake
         return self.decide(prefetch, draft, request.patient_id, request.hook)
 
     def decide(
@@ -101,6 +103,8 @@ def read_by_rules(vocab: Vocabulary) -> Callable[[str, Mapping[str, Any]], bool]
     with_prefixes = {system: [vs for vs in sets if system in vs.prefixes] for vs in sets for system in vs.prefixes}
 
     def known(concept: Any) -> bool:  # vocabulary.codings inlined: this runs for every Observation
+        if concept is None:  # most Observations have no valueCodeableConcept
+            return False
         coding = concept.get("coding") if type(concept) is dict or isinstance(concept, Mapping) else None
         for c in coding if type(coding) is list else ():
             if type(c) is not dict and not isinstance(c, Mapping):
@@ -119,10 +123,10 @@ def read_by_rules(vocab: Vocabulary) -> Callable[[str, Mapping[str, Any]], bool]
         if known(resource.get("code")) or known(resource.get("valueCodeableConcept")):
             return True
         # an imaging study's procedure codes, a report's coded conclusions (e.g. cord compression)
-        return any(
-            isinstance(concepts, list) and any(known(concept) for concept in concepts)
-            for concepts in (resource.get("procedureCode"), resource.get("conclusionCode"))
-        )
+        for concepts in (resource.get("procedureCode"), resource.get("conclusionCode")):
+            if isinstance(concepts, list) and any(known(concept) for concept in concepts):
+                return True
+        return False
 
     return relevant
 

@@ -177,8 +177,8 @@ def _is_outcome(value: Mapping[str, Any]) -> bool:
         return True
     entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
     return isinstance(entries, list) and any(
-        isinstance(e, Mapping)
-        and isinstance(e.get("resource"), Mapping)
+        (type(e) is dict or isinstance(e, Mapping))
+        and (type(e.get("resource")) is dict or isinstance(e.get("resource"), Mapping))
         and e["resource"].get("resourceType") == "OperationOutcome"
         for e in entries
     )
@@ -243,12 +243,17 @@ def _wrong_type_entries(key: str, payload: Any) -> Counter[str]:
         return out
     entries = payload.get("entry")
     for entry in entries if isinstance(entries, list) else ():
-        if not isinstance(entry, Mapping) or not isinstance(entry.get("resource"), Mapping):
+        if not (type(entry) is dict or isinstance(entry, Mapping)):  # the type test first: faster
             continue
-        kind = _text(entry["resource"].get("resourceType"))
+        resource = entry.get("resource")
+        if not (type(resource) is dict or isinstance(resource, Mapping)):
+            continue
+        kind = resource.get("resourceType")
+        if kind == rtype or kind == "OperationOutcome":  # almost every entry: its search mode does not matter
+            continue
         search = entry.get("search")
-        mode = _text(search.get("mode")) if isinstance(search, Mapping) else None
-        if kind != rtype and kind != "OperationOutcome" and mode not in {"include", "outcome"}:
+        mode = _text(search.get("mode")) if (type(search) is dict or isinstance(search, Mapping)) else None
+        if mode not in {"include", "outcome"}:
             out[rtype] += 1
     return out
 

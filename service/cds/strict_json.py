@@ -7,19 +7,20 @@ deeper than ``MAX_JSON_DEPTH``. Accepted bodies parse to exactly what the standa
 Two paths, one answer:
 
 * **fast** (almost every body): ``orjson.loads`` (C; refuses NaN/Infinity and invalid
-  UTF-8 itself), then the duplicate-key check as two counts (keys written
-  in the text, keys in the parsed tree) instead of a Python call per object. The key count, the
-  long-number test and the nesting depth all come from one translation of the text (one C-level
-  pass; the depth then works on what is left of it), no walk over the tree.
+  UTF-8 itself), then the duplicate-key check as two counts of colons (in the text, and in
+  ``orjson.dumps`` of the parsed tree) instead of a Python call per object. The long-number test and
+  the nesting depth come from one translation of the text (one C-level pass; the depth then works on
+  what is left of it), no walk over the tree.
 * **exact** (``_stdlib_strict``): the standard library with a duplicate-key hook. It runs whenever
   the fast path refuses or cannot be sure: any ``orjson`` error, counts that do not rule out a
-  duplicate (a ``":`` inside a string), a run of 19 or more digits
+  duplicate, a colon escaped in the text (``\\u003a``), a run of 19 or more digits
   (``orjson`` reads integers beyond 64 bits as floats; the standard library keeps them exact). It
   names the problem in the 400, or accepts what only it reads exactly.
 
-The parse runs with the cyclic garbage collector paused: a JSON tree has no cycles, and on a large body
-(20,000 resources, ~400,000 objects) the collections its allocations trigger traverse the growing tree
-again and again (orjson.loads 4x slower, super-linear in the body size; docs/performance.md).
+The parse runs with the cyclic garbage collector paused (``service.gc_pause``; a service call keeps it
+paused until its body is freed): a JSON tree has no cycles, and on a large body (20,000 resources,
+~400,000 objects) the collections its allocations trigger traverse the growing tree again and again
+(orjson.loads 4x slower, super-linear in the body size; docs/performance.md).
 
 ``tests/test_strict_json.py`` checks both against an independent oracle on generated and hostile
 bodies; ``docs/performance.md`` has the figures.
@@ -27,11 +28,7 @@ bodies; ``docs/performance.md`` has the figures.
 
 from __future__ import annotations
 
-import gc
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import accumulate
 from typing import Any
 
@@ -39,6 +36,7 @@ import orjson
 from flask import current_app, request
 
 from service.errors import ApiError
+from service.gc_pause import gc_paused
 
 # Deeper JSON than this is refused (400): no FHIR data we read comes close, and deep trees cost
 # recursion in every later consumer (validation, serialisation).
@@ -47,7 +45,7 @@ MAX_JSON_DEPTH = 100
 # The one translation of the text (``_structure``): JSON whitespace deleted, digits become "0", quotes,
 # colons and backslashes stay, objects and arrays both become "[" "]" (nesting is all the depth counts;
 # the text is valid JSON when it is read), every other byte becomes ".". A run of 19 zeros may be a
-# number orjson does not read exactly; '":' ends every key.
+# number orjson does not read exactly.
 _KEPT = {ord("{"): ord("["), ord("}"): ord("]"), **{c: c for c in b'":[]\\'}, **{c: ord("0") for c in b"0123456789"}}
 _CHECK_TABLE = bytes(_KEPT.get(c, ord(".")) for c in range(256))
 _JSON_WHITESPACE = b" \t\n\r"
@@ -90,22 +88,24 @@ def _depth(structure: bytes) -> int:
     return depth + max(accumulate(map(_NESTING_STEP.__getitem__, brackets)), default=0)
 
 
-def _no_duplicate_keys(keys_written: int, body: Any) -> bool:
+def _no_duplicate_keys(data: bytes, body: Any) -> bool:
     """True only if no object of ``body`` lost a key the text wrote twice (False: can't tell).
 
-    ``keys_written`` is an upper bound on the keys in the text: ``'":'`` counted once whitespace is
-    deleted (every key's closing quote is then followed by its colon; deleting whitespace inside a
-    string can only add occurrences). Against it, a lower bound on the keys in the tree:
-    ``orjson.dumps`` writes each key once, compactly, as ``"key":``; a ``'":'`` inside a string is
-    always escaped there (``'\\":'``) and is subtracted (so is a key ending in an escaped backslash:
-    the bound only gets lower). Equal bounds leave no room for a duplicate; bodies that defeat the
-    bounds (a ``":`` inside a string) go to the exact path, which decides.
+    Colons, counted in C: in the text, each key is followed by exactly one colon outside strings, so
+    ``data.count(b":")`` is the keys written plus the colons written inside strings. In
+    ``orjson.dumps`` of the tree (compact) it is the keys kept plus the colons inside the kept strings,
+    which orjson writes raw. Every kept string is a string of the text; unless the text escapes a
+    colon (``\\u003a``, then only the exact path decides), it holds no more colons in the tree than it
+    was written with. So the tree's count can equal the text's only if no key was lost (a lost key also
+    takes its value's strings with it). A multi-byte UTF-8 sequence never holds the byte ``:``.
     """
+    if b"\\" in data and (b"\\u003a" in data or b"\\u003A" in data):
+        return False
     try:
         dumped = orjson.dumps(body)
     except orjson.JSONEncodeError:  # nested deeper than orjson writes (255): refused later anyway
         return False
-    return keys_written == dumped.count(b'":') - dumped.count(b'\\":')
+    return data.count(b":") == dumped.count(b":")
 
 
 def json_request_body(max_bytes: int | None = None) -> Any:
@@ -129,7 +129,7 @@ def _body_bytes() -> bytes:
     Werkzeug stops reading a length-less stream at the limit without an error, which would turn an
     oversized chunked body into a truncated one (a misleading 400); one more byte tells them apart.
     """
-    data = request.get_data(cache=True)
+    data = request.get_data(cache=False)  # read once; not kept with the request (service/memory_return.py)
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if request.content_length is None and limit is not None and len(data) >= limit:
         raw = request.environ.get("wsgi.input")
@@ -161,31 +161,7 @@ def _fast(data: bytes, structure: bytes) -> Any:
         body = orjson.loads(data)
     except orjson.JSONDecodeError:
         return _UNSURE
-    return body if _no_duplicate_keys(structure.count(b'":'), body) else _UNSURE
-
-
-_pause_lock = threading.Lock()
-_pausers = 0
-_resume = False
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while any thread is inside (it is process-wide); back on after
-    the last one leaves, unless it was off before the first came in."""
-    global _pausers, _resume
-    with _pause_lock:
-        if _pausers == 0:
-            _resume = gc.isenabled()
-            gc.disable()
-        _pausers += 1
-    try:
-        yield
-    finally:
-        with _pause_lock:
-            _pausers -= 1
-            if _pausers == 0 and _resume:
-                gc.enable()
+    return body if _no_duplicate_keys(data, body) else _UNSURE
 
 
 def _stdlib_strict(data: bytes) -> Any:

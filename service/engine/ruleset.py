@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +94,13 @@ class Rule:
     stratum: int = 0
     index: int = 0  # position in its file's ``rules`` list
 
-    @property
-    def reads_derived(self) -> set[str]:
-        return {a.target for b in self.branches for a in b if a.derived}
+    @cached_property  # read for every rule by each card of every call (cards/build.py); branches never change
+    def reads_derived(self) -> frozenset[str]:
+        return frozenset(a.target for b in self.branches for a in b if a.derived)
 
-    @property
-    def reads_facts(self) -> set[str]:
-        return {a.target for b in self.branches for a in b if not a.derived}
+    @cached_property
+    def reads_facts(self) -> frozenset[str]:
+        return frozenset(a.target for b in self.branches for a in b if not a.derived)
 
     @property
     def thresholds(self) -> list[str]:

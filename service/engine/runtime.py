@@ -3,13 +3,15 @@
 Design (see ../shared/engine/DURABLE-RULES-AND-FHIR-NOTES.md §1.11 and docs/architecture.md):
 * ``_SyncHost`` never starts the default host's background timer threads, which would otherwise
   steal rule actions from request threads.
-* facts are asserted with the C batch API; code 1 (some fact matched no rule) is normal and
-  the actions still run synchronously in the calling thread via ``do_actions``;
+* facts are asserted with the C batch API; code 1 (some fact matched no rule) is normal;
+  the matches are then drained in the calling thread (``_drain``: the C calls of durable's own
+  action loop, without its Closure/Promise objects and a JSON round trip of the state per firing);
 * one fresh state (``sid``) per stratum per request, deleted in ``finally`` (1,024 live states
   per ruleset at most; ~0.7 MB each);
 * facts are small flat dicts (``fid``, ``known``, ``v``, ``lvl``, ``i``), never raw FHIR (a fact
   with >= 253 properties crashes the process);
-* actions only record matches keyed by sid; derived facts are resolved between strata.
+* a rule's action is only its name: the matches are read, never acted on in the engine; derived
+  facts are resolved between strata.
 * the glibc allocator tuning of the notes (~1.7x faster) is applied through the environment
   (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_) by ``spinecds serve`` before the process
   starts; calling mallopt() in-process after start corrupted the heap here (free(): invalid pointer).
@@ -52,18 +54,12 @@ class FactSetError(ValueError):
 class _SyncHost(durable_engine.Host):  # type: ignore[misc]
     """A durable-rules host without background dispatch/timer threads."""
 
-    def __init__(self, sink: Callable[[str, str, Match], None]) -> None:
-        self._sink = sink
-        super().__init__()
-
     def _run(self) -> None:  # the default starts threading.Timer loops
         return None
 
     def get_action(self, action_name: str) -> Callable[[Any], None]:
-        sink = self._sink
-
-        def action(c: Any) -> None:
-            sink(c.s.sid, action_name, dict(c._m))
+        def action(c: Any) -> None:  # durable needs one per rule; RuleEngine._drain reads the matches instead
+            raise RuntimeError(f"durable-rules ran action {action_name} itself; RuleEngine._drain reads matches")
 
         return action
 
@@ -117,8 +113,7 @@ class RuleEngine:
     def __init__(self, base: RuleBase) -> None:
         self.base = base
         self._lock = threading.Lock()
-        self._results: dict[str, list[tuple[str, Match]]] = {}
-        self._host = _SyncHost(self._record)
+        self._host = _SyncHost()
         RuleEngine._instances += 1
         definitions = durable_definitions(base)
         self._names: list[str] = []
@@ -147,9 +142,6 @@ class RuleEngine:
             for b in range(len(rule.branches)):
                 self._by_key[f"{index}:{b}:t"] = (rule, False)
                 self._by_key[f"{index}:{b}:u"] = (rule, True)
-
-    def _record(self, sid: str, key: str, match: Match) -> None:
-        self._results.setdefault(sid, []).append((key, match))
 
     def evaluate(self, facts: Sequence[Fact]) -> Evaluation:
         _check_fact_set(facts)
@@ -190,19 +182,11 @@ class RuleEngine:
                 code, offset = durable_rules_engine.assert_facts(ruleset._handle, batch)
                 if code == 2:
                     raise RuntimeError("durable-rules dropped a fact as a duplicate (hash collision)")
-                errors: list[Any] = []
-                ruleset.do_actions(offset, lambda e, s: errors.append(e))
-                if errors and errors[0]:
-                    raise RuntimeError(f"rule action failed: {errors[0]}")
-                state = ruleset.get_state(sid)
-                if state.get("exception"):
-                    raise RuntimeError(f"rule action failed: {state['exception']}")
-                return sorted(self._results.pop(sid, []), key=lambda km: (km[0], json.dumps(km[1], sort_keys=True)))
+                found = _drain(ruleset._handle, offset)
+                return sorted(found, key=lambda km: (km[0], json.dumps(km[1], sort_keys=True)))
         finally:
-            with self._lock:
-                self._results.pop(sid, None)
-                with contextlib.suppress(Exception):  # 309: the state was never created
-                    ruleset.delete_state(sid)
+            with self._lock, contextlib.suppress(Exception):  # 309: the state was never created
+                ruleset.delete_state(sid)
 
     def _resolve(self, did: str, fired: list[Firing]) -> DerivedValue:
         """Kleene OR over the rules deriving ``did``: the highest-precedence value wins, else false."""
@@ -225,6 +209,29 @@ class RuleEngine:
             else:
                 used.append(facts[int(item["i"])])
         return Firing(rule, used, used_derived, possible)
+
+
+def _drain(handle: int, offset: int) -> list[tuple[str, Match]]:
+    """Every (rule key, match) of the state at ``offset``, in the order durable-rules yields them.
+
+    The C calls of durable's own loop (``Ruleset.do_actions``/``_flush_actions``): start, then per match
+    the state written back unchanged and the next match; durable's loop takes the first action of each
+    message the same way.
+    """
+    found: list[tuple[str, Match]] = []
+    started = durable_rules_engine.start_action_for_state(handle, offset)
+    if not started:
+        return found
+    state, message = started[0], json.loads(started[1])
+    while True:
+        for key, match in message.items():
+            found.append((key, dict(match)))
+            break
+        durable_rules_engine.update_state(handle, state)
+        following = durable_rules_engine.complete_and_start_action(handle, offset)
+        if not following:
+            return found
+        message = json.loads(following)
 
 
 def _check_fact_set(facts: Sequence[Fact]) -> None:

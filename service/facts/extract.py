@@ -108,7 +108,10 @@ class ExtractionInput:
         if index is None:
             index = {}
             for i, o in enumerate(self.counted_observations()):
-                keys = {(c.get("system"), c.get("code")) for c in codings(o.get(element))}
+                concept = o.get(element)
+                if concept is None:  # most Observations have no valueCodeableConcept
+                    continue
+                keys = {(c.get("system"), c.get("code")) for c in codings(concept)}
                 for system, code in keys:
                     if isinstance(system, str) and isinstance(code, str):
                         index.setdefault((system, code), []).append(i)
@@ -203,18 +206,22 @@ def latest(
 
 def measured(inp: ExtractionInput, fid: str, obs: list[dict[str, Any]], unit: str, label: str) -> Fact:
     """Latest value converted into the threshold's unit; the latest with a unit that cannot be read is unknown."""
-    valued = [o for o in obs if fd.numeric_value(o) is not None]
-    if valued:
+    converted: dict[int, float | fd.UnitProblem | None] = {}  # id(observation) -> its value in ``unit``, read once
+    valued = []
+    for o in obs:
+        if fd.numeric_value(o) is None:
+            continue
         try:
-            fd.quantity_in(valued[0], unit)
+            converted[id(o)] = fd.quantity_in(o, unit)
         except fd.UnitProblem as problem:
-            return unknown(fid, f"{label}: {problem}; value not compared", [fd.ref(valued[0])])
+            converted[id(o)] = problem
+        valued.append(o)
+    if valued and isinstance(first := converted[id(valued[0])], fd.UnitProblem):
+        return unknown(fid, f"{label}: {first}; value not compared", [fd.ref(valued[0])])
 
     def value(o: Resource) -> float | None:
-        try:
-            return fd.quantity_in(o, unit)
-        except fd.UnitProblem:
-            return None
+        v = converted[id(o)]
+        return None if isinstance(v, fd.UnitProblem) else v
 
     return latest(inp, fid, valued, value, label)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from .vocabulary import LOCAL_SYSTEM, codings
@@ -64,14 +65,11 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def observation_time(obs: Resource) -> datetime | None:
+    t = parse_time(obs.get("effectiveDateTime"))  # almost always the one (a chart sorts thousands)
+    if t:
+        return t
     period = obs.get("effectivePeriod") or {}
-    for value in (
-        obs.get("effectiveDateTime"),
-        obs.get("effectiveInstant"),
-        period.get("end"),
-        period.get("start"),
-        obs.get("issued"),
-    ):
+    for value in (obs.get("effectiveInstant"), period.get("end"), period.get("start"), obs.get("issued")):
         t = parse_time(value)
         if t:
             return t
@@ -108,7 +106,7 @@ def numeric_value(obs: Resource) -> float | None:
     if isinstance(obs.get("valueInteger"), int) and not isinstance(obs.get("valueInteger"), bool):
         return finite_number(obs["valueInteger"])
     quantity = obs.get("valueQuantity")
-    if isinstance(quantity, Mapping) and isinstance(quantity.get("value"), int | float):
+    if (type(quantity) is dict or isinstance(quantity, Mapping)) and isinstance(quantity.get("value"), int | float):
         return finite_number(quantity["value"])
     return None
 
@@ -251,6 +249,7 @@ UNIT_REQUIRED = {"10*9/L": True, "{INR}": False, "mo": True, "d": False}
 UNIT_FOR_VALUESET = {"lab-platelets": "10*9/L", "lab-inr": "{INR}"}
 
 
+@lru_cache(maxsize=128)  # a chart spells a handful of units thousands of times
 def unit_key(unit: str) -> str:
     """Case, spaces, ^/E exponents and the micro sign folded: "x10^3/µL" -> "x10*3/ul"."""
     key = unit.strip().lower().replace(" ", "").replace("µ", "u").replace("μ", "u").replace("^", "*")
@@ -275,7 +274,9 @@ def quantity_in(obs: Resource, target: str) -> float | None:
     spelled = [
         str(quantity.get(k)).strip()
         for k in ("code", "unit")
-        if isinstance(quantity, Mapping) and isinstance(quantity.get(k), str) and str(quantity.get(k)).strip()
+        if (type(quantity) is dict or isinstance(quantity, Mapping))
+        and isinstance(quantity.get(k), str)
+        and str(quantity.get(k)).strip()
     ]
     table = UNIT_TABLES[target]
     if not spelled:

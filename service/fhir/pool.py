@@ -167,10 +167,10 @@ class ResourcePool:
             return
         entries = payload.get("entry")
         for entry in entries if isinstance(entries, list) else ():
-            if not isinstance(entry, Mapping):
+            if not (type(entry) is dict or isinstance(entry, Mapping)):
                 continue
             url, resource = entry.get("fullUrl"), entry.get("resource")
-            if isinstance(url, str) and isinstance(resource, Mapping):
+            if isinstance(url, str) and (type(resource) is dict or isinstance(resource, Mapping)):
                 rtype, rid = resource.get("resourceType"), resource.get("id")
                 if isinstance(rtype, str) and isinstance(rid, str):
                     self._full_urls.setdefault(url, (rtype, rid))
@@ -253,7 +253,7 @@ def _iter_resources(payload: Any) -> Iterator[tuple[int | None, Any]]:
             yield None, entries
             return
         for i, entry in enumerate(entries):
-            if isinstance(entry, Mapping) and "resource" in entry:
+            if (type(entry) is dict or isinstance(entry, Mapping)) and "resource" in entry:
                 yield i, entry["resource"]
             else:
                 yield i, None
@@ -272,4 +272,3 @@ def _first_error(exc: Exception) -> str:
             loc = ".".join(str(p) for p in errors[0].get("loc", ()))
             return f"{loc}: {errors[0].get('type', 'invalid')}"
     return type(exc).__name__
-

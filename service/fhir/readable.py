@@ -42,12 +42,24 @@ INT32 = (-(2**31), 2**31 - 1)
 
 
 # Values already found well-formed, per datatype: codes, systems, units and dates repeat across a chart's
-# thousands of resources. Bounded: once full, new values are checked each time.
+# thousands of resources. Bounded: once full, new values are checked each time. Forgotten after each call's
+# intake (``forget``): the memo holds strings of the request body, and a few thousand of them kept for good
+# would pin the memory pages of the whole parsed body (31 MiB after a 17 MB body; service/memory_return.py).
 MEMO_SIZE = 4096
+_MEMOS: list[set[str]] = []
+
+
+def forget() -> None:
+    """Drop every memoised value (they belong to the body just read)."""
+    for memo in _MEMOS:
+        memo.clear()
+    _PLANS.clear()
+    _CHOICE_OF.clear()
 
 
 def _pattern(kind: str, pattern: re.Pattern[str], calendar: bool = False) -> Check:
     good: set[str] = set()
+    _MEMOS.append(good)
 
     expected, invalid = f": {kind} expected", f": invalid {kind}"
 
@@ -217,18 +229,37 @@ _UNSEEN = object()
 _CHOICE_OF: dict[str, object] = {}
 
 
+def _plan(key: str) -> tuple[Check | None, str | None]:
+    """What to do with a top-level key: its check (``_BODY_SITE`` for bodySite, whose datatype depends on the
+    resource type) and the choice element it spells; memoised per key (a chart repeats a few dozen keys)."""
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = (_BODY_SITE if key == "bodySite" else ELEMENTS.get(key), _choice_of(key))
+        if len(_PLANS) < MEMO_SIZE:
+            _PLANS[key] = plan
+    return plan
+
+
+def _BODY_SITE(value: Any) -> str | None:  # a marker: problem() picks the check by resource type
+    raise AssertionError("bodySite is checked with BODY_SITE / BODY_SITES")
+
+
+_PLANS: dict[str, tuple[Check | None, str | None]] = {}
+
+
 def problem(rtype: str, resource: Mapping[str, Any]) -> str | None:
     """Why the extractor cannot read this resource safely ("<path>: <problem>"), or None."""
     seen: set[str] | None = None
+    plans = _PLANS
     for key, value in resource.items():
-        check = ELEMENTS.get(key)
-        if check is None and key == "bodySite":
-            check = BODY_SITE.get(rtype, BODY_SITES)
+        plan = plans.get(key)
+        check, choice = plan if plan is not None else _plan(key)
         if check is not None:
+            if check is _BODY_SITE:
+                check = BODY_SITE.get(rtype, BODY_SITES)
             found = check(value)
             if found:
                 return f"{key}{found}"
-        choice = _choice_of(key)
         if choice is not None:
             if seen is None:
                 seen = set()
