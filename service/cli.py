@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -25,6 +26,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     reexec_with_malloc_env("service.cli")  # first: the process it replaces should do (and import) little
     pause_gc_until_frozen()
+    try:
+        return _start(args)
+    finally:
+        gc.enable()  # a refused start leaves the collector as it found it (a started one froze and re-enabled it)
+
+
+def _start(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings is None:
         return 2

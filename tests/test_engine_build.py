@@ -4,6 +4,7 @@ any other build with a message naming the fix, and the start log says which engi
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import tomllib
 from pathlib import Path
@@ -50,6 +51,7 @@ def test_serve_and_create_app_refuse_the_unpatched_engine(monkeypatch: pytest.Mo
     with contextlib.redirect_stderr(err):
         assert main(["serve", "--port", "9"]) == 2
     assert "refusing to start: durable-rules 2.0.28 is installed" in err.getvalue()
+    assert gc.isenabled(), "a refused start turns the garbage collector back on"
     with pytest.raises(build.UnpatchedEngineError):
         create_app({"database_url": f"sqlite:///{tmp_path / 'y.db'}"})
 

@@ -46,6 +46,7 @@ ALLOWED: dict[tuple[str, float], str] = {
     ("service/facts/fhirdata.py", 12.0): "unit conversion (months per year)",
     ("service/facts/fhirdata.py", 4.345): "unit conversion (weeks per month)",
     ("service/facts/fhirdata.py", 30.44): "unit conversion (days per month)",
+    ("service/facts/fhirdata.py", 128): "size of the unit-spelling memo (functools.lru_cache)",
     ("service/facts/vocabulary.py", 6): "anatomy: vertebral level names C1-C7 (range end 8)",
     ("service/facts/vocabulary.py", 8): "anatomy: vertebral level names C1-C7",
     ("service/facts/vocabulary.py", 13): "anatomy: vertebral level names T1-T12",
