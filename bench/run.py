@@ -145,10 +145,10 @@ def run_throughput(
             for kind in ("ours", "floor"):
                 # 32 queued 2 MB requests need seconds before the first one is answered
                 seconds = args.duration if load_name == "typical" or not args.quick else max(args.duration, 20)
-                before = srv[kind].worker_cpu_ticks()
+                before = srv[kind].worker_cpu_seconds()
                 results[kind] = wrk(srv[kind].url, manifest, conns, seconds)
                 if kind == "ours":  # worker balance: each worker's share of the CPU the run used
-                    used = {pid: t - before.get(pid, 0) for pid, t in srv[kind].worker_cpu_ticks().items()}
+                    used = {pid: t - before.get(pid, 0) for pid, t in srv[kind].worker_cpu_seconds().items()}
                     total = sum(used.values()) or 1
                     split = sorted((u / total for u in used.values()), reverse=True)
                 print(

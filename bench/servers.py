@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,42 +41,30 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def worker_pids(self) -> list[int]:
+    def _workers(self) -> list[psutil.Process]:
         """Children of the gunicorn master (the Popen pid: both launchers re-exec in place)."""
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == self.proc.pid:
-                pids.append(int(entry.name))
-        return sorted(pids)
+        try:
+            return sorted(psutil.Process(self.proc.pid).children(), key=lambda p: p.pid)
+        except psutil.NoSuchProcess:
+            return []
 
-    def worker_cpu_ticks(self) -> dict[int, int]:
-        """CPU time (user + system, clock ticks) each worker has used so far."""
+    def worker_pids(self) -> list[int]:
+        return [worker.pid for worker in self._workers()]
+
+    def worker_cpu_seconds(self) -> dict[int, float]:
+        """CPU time (user + system, seconds) each worker has used so far."""
         out = {}
-        for pid in self.worker_pids():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            out[pid] = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+        for worker in self._workers():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = worker.cpu_times()
+                out[worker.pid] = times.user + times.system
         return out
 
     def worker_rss_kib(self) -> dict[int, int]:
         out = {}
-        for pid in self.worker_pids():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            for line in status.splitlines():
-                if line.startswith("VmRSS:"):
-                    out[pid] = int(line.split()[1])
+        for worker in self._workers():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                out[worker.pid] = worker.memory_info().rss // 1024
         return out
 
     def stop(self) -> None:

@@ -211,6 +211,7 @@ def build_request(
     documented: Collection[str] | None = None,
     null_keys: Iterable[str] = (),
     fhir_server: str | None = None,
+    fhir_authorization: Mapping[str, Any] | None = None,
     hook_instance: str | None = None,
     patient_full_url: str | None = None,
 ) -> dict[str, Any]:
@@ -224,7 +225,8 @@ def build_request(
     order-select. ``patient_full_url``: the Patient's ``fullUrl`` in the record it came from; when the record's
     references need it to reach the patient (``urn:uuid:x`` for Patient ``a``), ``prefetch.patient`` is a
     one-entry searchset carrying it, so the service resolves them as in the record instead of setting the
-    patient's data aside. UnknownHook when no service answers ``hook``.
+    patient's data aside. ``fhir_server`` and ``fhir_authorization`` (the token for it) let the service fetch
+    what the prefetch lacks. UnknownHook when no service answers ``hook``.
     """
     service_for(hook)
     keys = set(PREFETCH) if documented is None else set(documented)
@@ -272,6 +274,8 @@ def build_request(
     }
     if fhir_server is not None:
         body["fhirServer"] = fhir_server
+    if fhir_authorization is not None:
+        body["fhirAuthorization"] = dict(fhir_authorization)
     return body
 
 

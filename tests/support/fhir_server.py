@@ -36,6 +36,8 @@ from types import TracebackType
 from typing import Any, Literal, get_args
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+from service.cds.request_builder import build_request
+
 __all__ = [
     "DEFAULT_HUGE_BYTES",
     "DEFAULT_PAGE_SIZE",
@@ -924,20 +926,25 @@ def fhir_server_request(
 ) -> dict[str, Any]:
     """A patient-view CDS Hooks request naming ``fhir_server`` and a Bearer ``access_token`` for it, so
     that the service fetches from that server whatever ``prefetch`` (none when None) does not carry."""
-    body: dict[str, Any] = {
-        "hook": "patient-view",
-        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-        "fhirServer": fhir_server,
-        "fhirAuthorization": {
+    body = build_request(
+        "patient-view",
+        patient_id,
+        [],
+        user="Practitioner/x",
+        documented=(),
+        fhir_server=fhir_server,
+        fhir_authorization={
             "access_token": access_token,
             "token_type": "Bearer",
             "expires_in": 300,
             "scope": "patient/*.read",
             "subject": "spinecds",
         },
-        "context": {"userId": "Practitioner/x", "patientId": patient_id},
-    }
-    if prefetch is not None:
+        hook_instance="d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+    )
+    if prefetch is None:
+        del body["prefetch"]
+    else:
         body["prefetch"] = prefetch
     return body
 
