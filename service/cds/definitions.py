@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from service.facts.vocabulary import LOCAL_SYSTEM, read_valueset
+from service.facts.vocabulary import LOCAL_SYSTEM
+
+from . import template_codes
 
 P = "{{context.patientId}}"
-PROFILES = Path(__file__).resolve().parents[2] / "fhir_profiles"
+_TEMPLATE_CODES = template_codes.load()
 
 
 def _codes(*vs_ids: str) -> str:
-    """A ``code`` search value naming every code of the ValueSets: the codes are listed once, in fhir_profiles/."""
-    found: set[tuple[str, str]] = set()
-    for vs_id in vs_ids:
-        vs = read_valueset(PROFILES / f"ValueSet-{vs_id}.json")
-        if vs.prefixes:
-            raise ValueError(f"ValueSet {vs_id}: a filter cannot be listed in a search")
-        found |= vs.codes
-    return ",".join(f"{system}|{code}" for system, code in sorted(found))
+    """A ``code`` search value naming every code of the ValueSets (listed once, in fhir_profiles/; generated
+    into template_codes.json)."""
+    return ",".join(sorted({value for vs_id in vs_ids for value in _TEMPLATE_CODES[vs_id]}))
 
 
 # Prefetch templates (RULE-CATALOGUE §6). Keys name data categories; the fact extractor treats
