@@ -129,7 +129,7 @@ class AcceptPolicy:
         if peer is None or connections < peer + SHED_MARGIN:
             return False
         with self._shed_lock:
-            if now - self._last_shed < SHED_INTERVAL_SECONDS:
+            if now < self._last_shed + SHED_INTERVAL_SECONDS:  # sum, not difference: exact at the edge
                 return False
             self._last_shed = now
             return True
