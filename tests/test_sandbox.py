@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from sqlalchemy import select
 from support.cases import CASES_DIR
 from support.fhir_server import FhirTestServer
 from support.gunicorn import SpinecdsServer
+from test_console_browser import CHROMIUM, require_browser
 
 from service.db import feedback_items, issued_cards, make_engine
 from service.fhir.date_shift import shift_dates
@@ -43,7 +43,6 @@ from service.fhir.date_shift import shift_dates
 SANDBOX = ROOT.parent / "shared" / "clients" / "cds-hooks-sandbox"
 BUILD = SANDBOX / "build"
 RECIPE = ROOT / "docs" / "examples" / "sandbox-issuers.yaml"
-CHROMIUM = os.environ.get("SPINECDS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
 ARTIFACTS = Path(os.environ.get("SPINECDS_TEST_ARTIFACTS", str(ROOT / "test-artifacts"))) / "sandbox"
 LOOPBACK = {"127.0.0.1", "localhost"}
@@ -53,15 +52,9 @@ CARD = '.MuiCard-root[class*="card-list__decision-card"]'
 SEVERITY = ("critical", "warning", "info")
 
 
-def _missing() -> str | None:
+def _sandbox_missing() -> str | None:
     if not (BUILD / "index.html").is_file():
         return f"the CDS Hooks Sandbox build is not at {BUILD} (../shared/clients/cds-hooks-sandbox)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed"
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        return f"chromium not found at {CHROMIUM} (apt-get install -y chromium)"
     return None
 
 
@@ -100,11 +93,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    missing = _missing()
-    if missing:
-        if os.environ.get("SPINECDS_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"SPINECDS_REQUIRE_BROWSER=1 but {missing}")
-        pytest.skip(missing)
+    require_browser(_sandbox_missing())
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
