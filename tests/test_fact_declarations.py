@@ -16,7 +16,7 @@ import pytest
 from support.cases import CASES_DIR, STANDARD_CASES_DIR, build_request, load_cases
 
 import service.facts.extract as extract
-from service.batch.coverage import facts_by_valueset
+from service.batch.coverage import LOCAL_FINDING_VALUESET, facts_by_valueset
 from service.cds.assemble import build_pipeline, load_rules
 from service.cds.definitions import SERVICES
 from service.cds.request import parse_hook_request
@@ -74,6 +74,6 @@ def test_every_valueset_an_extractor_reads_is_declared(reads: dict[str, set[str]
 def test_every_declared_valueset_is_read(reads: dict[str, set[str]]) -> None:
     read = set().union(*reads.values()) | LEVEL_VALUESETS
     declared = facts_by_valueset(load_rules(Settings.from_env()).facts)
-    local = {"spine-local-finding"}  # local codes are read by code (observations_with_local_code)
+    local = {LOCAL_FINDING_VALUESET}  # local codes are read by code (observations_with_local_code)
     stale = sorted(set(declared) - read - local)
     assert stale == [], "ValueSets declared in rules/facts.yaml that no extractor reads on any case"

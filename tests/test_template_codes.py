@@ -10,6 +10,7 @@ from pathlib import Path
 
 from service.cds import template_codes
 from service.cds.definitions import PREFETCH
+from service.facts.vocabulary import read_valueset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,9 +22,10 @@ def test_template_codes_are_generated_from_the_current_valuesets() -> None:
 
 
 def test_the_templates_list_every_code_of_their_valuesets() -> None:
-    labs = PREFETCH["labs"]
-    for value in template_codes.load()["lab-platelets"]:
-        assert value in labs
+    for key, vs_ids in template_codes.TEMPLATE_VALUESETS.items():
+        for vs_id in vs_ids:
+            for system, code in read_valueset(ROOT / "fhir_profiles" / f"ValueSet-{vs_id}.json").codes:
+                assert f"{system}|{code}" in PREFETCH[key], (key, vs_id, code)
 
 
 def test_the_templates_load_without_the_source_tree(tmp_path: Path) -> None:

@@ -8,32 +8,23 @@ from typing import Any
 
 from service.facts.vocabulary import LOCAL_SYSTEM
 
-from . import template_codes
+from .template_codes import code_search
 
 P = "{{context.patientId}}"
-_TEMPLATE_CODES = template_codes.load()
-
-
-def _codes(*vs_ids: str) -> str:
-    """A ``code`` search value naming every code of the ValueSets (listed once, in fhir_profiles/; generated
-    into template_codes.json)."""
-    return ",".join(sorted({value for vs_id in vs_ids for value in _TEMPLATE_CODES[vs_id]}))
-
-
 # Prefetch templates (RULE-CATALOGUE §6). Keys name data categories; the fact extractor treats
 # a category as documented (closed world) only when its key was satisfied or fetched.
 PREFETCH: dict[str, str] = {
     "patient": f"Patient/{P}",
     "conditions": f"Condition?patient={P}&clinical-status=active,recurrence,relapse",
     # every code of the lab and score ValueSets
-    "labs": f"Observation?patient={P}&code={_codes('lab-platelets', 'lab-inr', 'lab-pt', 'lab-aptt')}&_sort=-date",
-    "ps_pain": f"Observation?patient={P}&code={_codes('ecog', 'karnofsky', 'pain-severity')}&_sort=-date",
+    "labs": f"Observation?patient={P}&code={code_search('labs')}&_sort=-date",
+    "ps_pain": f"Observation?patient={P}&code={code_search('ps_pain')}&_sort=-date",
     "findings": f"Observation?patient={P}&code={LOCAL_SYSTEM}|&_sort=-date",
     "meds": f"MedicationRequest?patient={P}&status=active,completed,stopped,on-hold",
     "medstatements": f"MedicationStatement?patient={P}",
     "allergies": f"AllergyIntolerance?patient={P}",
     # radiotherapy courses (mCODE/CodeX) and prior vertebral augmentation
-    "procedures": f"Procedure?patient={P}&code={_codes('radiotherapy-course', 'vertebral-augmentation-procedure')}",
+    "procedures": f"Procedure?patient={P}&code={code_search('procedures')}",
     "imaging": f"DiagnosticReport?patient={P}&category=RAD&_sort=-date",
     "prognosis": f"RiskAssessment?patient={P}",
 }

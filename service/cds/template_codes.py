@@ -13,42 +13,47 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import cache
 from pathlib import Path
 
 GENERATED = Path(__file__).resolve().parent / "template_codes.json"
-TEMPLATE_VALUESETS = (
-    "lab-platelets",
-    "lab-inr",
-    "lab-pt",
-    "lab-aptt",
-    "ecog",
-    "karnofsky",
-    "pain-severity",
-    "radiotherapy-course",
-    "vertebral-augmentation-procedure",
-)
+# prefetch key -> the ValueSets whose codes its template searches (the one place this is written)
+TEMPLATE_VALUESETS: dict[str, tuple[str, ...]] = {
+    "labs": ("lab-platelets", "lab-inr", "lab-pt", "lab-aptt"),
+    "ps_pain": ("ecog", "karnofsky", "pain-severity"),
+    "procedures": ("radiotherapy-course", "vertebral-augmentation-procedure"),
+}
 
 
 def generate(profiles_dir: Path) -> str:
-    """template_codes.json's text: ValueSet id -> its ``system|code`` values, sorted."""
+    """template_codes.json's text: prefetch key -> the ``system|code`` values of its ValueSets, sorted."""
     from service.facts.vocabulary import read_valueset
 
     out: dict[str, list[str]] = {}
-    for vs_id in TEMPLATE_VALUESETS:
-        vs = read_valueset(profiles_dir / f"ValueSet-{vs_id}.json")
-        if vs.prefixes:
-            raise ValueError(f"ValueSet {vs_id}: a filter cannot be listed in a search")
-        out[vs_id] = [f"{system}|{code}" for system, code in sorted(vs.codes)]
+    for key, vs_ids in TEMPLATE_VALUESETS.items():
+        found: set[tuple[str, str]] = set()
+        for vs_id in vs_ids:
+            vs = read_valueset(profiles_dir / f"ValueSet-{vs_id}.json")
+            if vs.prefixes:
+                raise ValueError(f"ValueSet {vs_id}: a filter cannot be listed in a search")
+            found |= vs.codes
+        out[key] = [f"{system}|{code}" for system, code in sorted(found)]
     doc = {
         "generatedBy": "python -m service.cds.template_codes",
         "from": "fhir_profiles/ValueSet-<id>.json",
-        "valueSets": out,
+        "templates": out,
     }
     return json.dumps(doc, indent=1) + "\n"
 
 
-def load() -> dict[str, list[str]]:
-    data: dict[str, list[str]] = json.loads(GENERATED.read_text(encoding="utf-8"))["valueSets"]
+def code_search(key: str) -> str:
+    """The ``code`` search value of prefetch key ``key``: every code of its ValueSets."""
+    return ",".join(_load()[key])
+
+
+@cache
+def _load() -> dict[str, list[str]]:
+    data: dict[str, list[str]] = json.loads(GENERATED.read_text(encoding="utf-8"))["templates"]
     return data
 
 
