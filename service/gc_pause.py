@@ -22,7 +22,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 MAX_OFF_SECONDS = 1.0  # longest the collector stays off while calls overlap before one collects anyway
@@ -34,10 +34,9 @@ _off_since = 0.0  # when the collector was turned off, or last collected while o
 _clock = time.monotonic
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic collector off while any thread is inside (it is process-wide); back on after the last
-    one leaves, unless it was off before the first came in. Re-entrant."""
+def pause() -> Callable[[], None]:
+    """Pause the collector for one holder (a call that outlives a ``with`` block, e.g. until its answer is
+    sent); returns the function that ends this holder's pause, which acts once however often it is called."""
     global _inside, _resume, _off_since
     with _lock:
         if _inside == 0:
@@ -45,17 +44,36 @@ def gc_paused() -> Iterator[None]:
             gc.disable()
             _off_since = _clock()
         _inside += 1
+    ended = threading.Lock()  # held once ended: a second call does nothing
+
+    def end() -> None:
+        if ended.acquire(blocking=False):
+            _leave()
+
+    return end
+
+
+def _leave() -> None:
+    global _inside, _off_since
+    collect = False
+    with _lock:
+        _inside -= 1
+        if _inside == 0:
+            if _resume:
+                gc.enable()
+        elif _resume and _clock() - _off_since > MAX_OFF_SECONDS:
+            _off_since = _clock()
+            collect = True
+    if collect:  # outside the lock: finalisers may run
+        gc.collect(0)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic collector off while any thread is inside (it is process-wide); back on after the last
+    one leaves, unless it was off before the first came in. Re-entrant."""
+    end = pause()
     try:
         yield
     finally:
-        collect = False
-        with _lock:
-            _inside -= 1
-            if _inside == 0:
-                if _resume:
-                    gc.enable()
-            elif _resume and _clock() - _off_since > MAX_OFF_SECONDS:
-                _off_since = _clock()
-                collect = True
-        if collect:  # outside the lock: finalisers may run
-            gc.collect(0)
+        end()

@@ -45,7 +45,38 @@ def test_no_collection_traverses_the_body_of_a_call_and_the_collector_is_back_on
     assert answer.get_json()["cards"]
     # ~45,000 containers parsed and read: without the pause, collections traverse them again and again
     assert all(n < 10_000 for n in traversed), f"objects traversed by the collections during the call: {traversed}"
+    assert not gc.isenabled(), "the call holds its body until the answer is sent (closed)"
+    answer.close()  # what a server does once it has sent the answer
     assert gc.isenabled()
+
+
+def _tracked_dicts() -> int:
+    return sum(1 for o in gc.get_objects() if type(o) is dict)
+
+
+def test_the_call_frees_its_body_after_the_answer_is_closed_and_a_dropped_answer_ends_the_pause(client: Any) -> None:
+    """The parsed body, pool and facts are freed once the answer is sent (as werkzeug keeps a plain Flask app's
+    parsed JSON until the server is done): not before, and not never, even if no one closes the answer."""
+    case = load_case(CASE)
+    patient_id = next(r["id"] for r in case["resources"] if r["resourceType"] == "Patient")
+    req = build("gc", case, generated_observations(2000, patient_id, CASE_NOW, relevant=1.0), CASE_NOW)
+    body = req.encoded()
+    gc.collect()
+    before = _tracked_dicts()
+    answer = client.post(req.path, data=body, content_type="application/json")
+    assert answer.status_code == 200
+    held = _tracked_dicts() - before
+    assert held > 2000, f"the call's data are still held while the answer is open ({held} dicts)"
+    answer.close()
+    assert gc.isenabled()
+    assert _tracked_dicts() - before < 500, "closed: the call's data are freed"
+
+    dropped = client.post(req.path, data=body, content_type="application/json")
+    assert dropped.status_code == 200
+    assert not gc.isenabled()
+    del dropped  # never closed: the answer's finaliser ends the pause and frees the data
+    assert gc.isenabled()
+    assert _tracked_dicts() - before < 500
 
 
 def test_a_refused_body_leaves_the_collector_on(client: Any) -> None:

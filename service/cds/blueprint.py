@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+import weakref
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,9 +15,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from service import gc_pause
 from service.db import feedback_items
 from service.errors import ApiError
-from service.gc_pause import gc_paused
 from service.memory_return import TRIM_AFTER_BYTES, release_free_memory
 from service.ops import metrics
 from service.state import AppState
@@ -57,18 +59,45 @@ def discovery() -> Response:
 
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
+    """A service call. What it built (the parsed body, the pool, the facts) is freed once the answer has been
+    sent, not before (freeing a large body takes milliseconds), as a plain Flask app's parsed JSON is (werkzeug
+    keeps it with the request until the server is done with it). The cyclic collector stays off until then
+    (service/gc_pause.py)."""
     large = (request.content_length or 0) >= TRIM_AFTER_BYTES
-    # the collector stays off until the parsed body is freed, when _answer returns (service/gc_pause.py)
-    with gc_paused():
-        response = _answer(service_id)
-    if large:  # once the answer is sent, the heap the body took goes back to the system
-        response.call_on_close(release_free_memory)
+    held: list[Any] = []
+    end_pause = gc_pause.pause()
+    try:
+        response = _answer(service_id, held)
+    except BaseException:
+        held.clear()
+        end_pause()
+        raise
+    release = _Release(held, end_pause, large)
+    response.call_on_close(release)
+    weakref.finalize(response, release)  # a response dropped unclosed still ends the pause (once)
     return response
 
 
-def _answer(service_id: str) -> Response:
+class _Release:
+    """After the answer was sent: free what the call held, end its collector pause, and after a large body give
+    the freed heap back to the system (service/memory_return.py). Acts once, however often it is called."""
+
+    def __init__(self, held: list[Any], end_pause: Callable[[], None], large: bool) -> None:
+        self._held, self._end_pause, self._large = held, end_pause, large
+
+    def __call__(self) -> None:
+        self._held.clear()
+        self._end_pause()  # itself once only
+        if self._large:
+            self._large = False
+            release_free_memory()
+
+
+def _answer(service_id: str, held: list[Any]) -> Response:
     service = _service(service_id)
-    hook_request = parse_hook_request(json_request_body(), service)
+    body = json_request_body()
+    held.append(body)
+    hook_request = parse_hook_request(body, service)
     state = _state()
     started = time.perf_counter()
     try:
@@ -78,6 +107,7 @@ def _answer(service_id: str) -> Response:
         raise ApiError(
             412, "required FHIR data could not be obtained from prefetch or fhirServer", issues=exc.reasons
         ) from exc
+    held.append(decision)
     _record_cards(state, service, hook_request.hook_instance, decision.cards)
     metrics.observe_service_call(service.id, service.hook, "ok", time.perf_counter() - started)
     metrics.cards_issued(decision.cards)
