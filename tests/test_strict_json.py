@@ -206,3 +206,20 @@ def test_the_collector_is_paused_only_while_a_body_is_parsed() -> None:
         assert not gc.isenabled(), "off before, off after"
     finally:
         gc.enable()
+
+
+def test_real_bodies_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exact path is for what the fast one cannot be sure of; an EHR's ordinary prefetch (narrative with
+    escapes, URLs and times full of colons, whitespace) never needs it, or every call pays the slow parse."""
+    from bench.bodies import scenarios
+    from service.cds import strict_json
+
+    def refuse(data: bytes) -> Any:
+        raise AssertionError("the exact (slow) path ran")
+
+    monkeypatch.setattr(strict_json, "_stdlib_strict", refuse)
+    for req in scenarios()[:3]:  # small, typical (Synthea resources, narrative) and a whole Synthea bundle
+        compact = req.encoded()
+        pretty = json.dumps(req.body, indent=2).encode()
+        for data in (compact, pretty, b'{"div": "<p>a \\"quoted\\" \\\\ word</p>", "t": "12:00:00"}'):
+            assert parse_json_body(data) == json.loads(data)

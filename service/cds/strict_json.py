@@ -8,9 +8,10 @@ Two paths, one answer:
 
 * **fast** (almost every body): ``orjson.loads`` (C; refuses NaN/Infinity and invalid
   UTF-8 itself), then the duplicate-key check as two counts of colons (in the text, and in
-  ``orjson.dumps`` of the parsed tree) instead of a Python call per object. The long-number test and
-  the nesting depth come from one translation of the text (one C-level pass; the depth then works on
-  what is left of it), no walk over the tree.
+  ``orjson.dumps`` of the parsed tree) instead of a Python call per object. The long-number test, the
+  text's colon count and the nesting depth come from one translation of the text (one C-level pass)
+  and its reduction to quotes, colons, brackets and backslashes (another; the count and the depth work
+  on that small remainder), no walk over the tree.
 * **exact** (``_stdlib_strict``): the standard library with a duplicate-key hook. It runs whenever
   the fast path refuses or cannot be sure: any ``orjson`` error, counts that do not rule out a
   duplicate, a colon escaped in the text (``\\u003a``), a run of 19 or more digits
@@ -42,43 +43,48 @@ from service.gc_pause import gc_paused
 # recursion in every later consumer (validation, serialisation).
 MAX_JSON_DEPTH = 100
 
-# The one translation of the text (``_structure``): JSON whitespace deleted, digits become "0", quotes,
-# colons and backslashes stay, objects and arrays both become "[" "]" (nesting is all the depth counts;
-# the text is valid JSON when it is read), every other byte becomes ".". A run of 19 zeros may be a
-# number orjson does not read exactly.
+# The one translation of the text (``_structure``): digits become "0", quotes, colons and backslashes stay,
+# objects and arrays both become "[" "]" (nesting is all the depth counts; the text is valid JSON when it is
+# read), every other byte (whitespace too) becomes ".". A run of 19 zeros may be a number orjson does not read
+# exactly. ``_reduced`` then keeps only quotes, colons, brackets and backslashes: a few per cent of the text,
+# where the colons are counted and the depth is read.
 _KEPT = {ord("{"): ord("["), ord("}"): ord("]"), **{c: c for c in b'":[]\\'}, **{c: ord("0") for c in b"0123456789"}}
 _CHECK_TABLE = bytes(_KEPT.get(c, ord(".")) for c in range(256))
-_JSON_WHITESPACE = b" \t\n\r"
-_NOT_NESTING = b".0:\\"  # deleted from the translation to leave quotes and brackets
+_NOT_KEPT = b".0"  # deleted from the translation: what is left holds every colon, quote, bracket and backslash
+_NOT_NESTING = b":\\"  # deleted from that to leave quotes and brackets
 _NESTING_STEP = {ord("["): 1, ord("]"): -1}
 _LEAF_PASSES = 16  # beyond this many levels, the rest is counted in one linear pass
 _LONG_NUMBER = b"0" * 19
 
 
 def _structure(data: bytes) -> bytes:
-    return data.translate(_CHECK_TABLE, _JSON_WHITESPACE)
+    return data.translate(_CHECK_TABLE)
+
+
+def _reduced(structure: bytes) -> bytes:
+    """The translation's quotes, colons, brackets and backslashes, escaped backslashes and escaped quotes
+    removed first (every quote left then delimits a string; a valid JSON string never holds a raw byte
+    between a backslash and what it escapes). As many colons as the text."""
+    if b"\\" in structure:
+        structure = structure.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return structure.translate(None, _NOT_KEPT)
 
 
 def nesting_depth(data: bytes) -> int:
     """How deeply the containers of a *valid* JSON text nest (a top-level object is 1; a scalar 0)."""
-    return _depth(_structure(data))
+    return _depth(_reduced(_structure(data)))
 
 
-def _depth(structure: bytes) -> int:
-    """The nesting depth from the text's translation (``_structure``), by C-level byte passes.
+def _depth(reduced: bytes) -> int:
+    """The nesting depth from the text's reduced translation (``_reduced``), by C-level byte passes.
 
-    Escaped backslashes go first, then escaped quotes: every quote left delimits a string (the
-    translation keeps backslashes and quotes, and deletes only whitespace, which a valid JSON string
-    never holds raw between a backslash and what it escapes). Only quotes and brackets are kept;
-    dropping adjacent quote pairs (empty strings, or empty gaps between strings) keeps the pairing of
-    the rest, and the pieces between the remaining pairs are strings, whose brackets do not count. Then
-    each ``replace(b"[]", b"")`` removes exactly the innermost containers (it scans the string as it
-    was), so the passes until nothing is left are the depth; after ``_LEAF_PASSES`` the depth of
-    what is left is added from its running balance (linear, whatever a hostile body nests).
+    Only quotes and brackets are kept; dropping adjacent quote pairs (empty strings, or empty gaps between
+    strings) keeps the pairing of the rest, and the pieces between the remaining pairs are strings, whose
+    brackets do not count. Then each ``replace(b"[]", b"")`` removes exactly the innermost containers (it
+    scans the string as it was), so the passes until nothing is left are the depth; after ``_LEAF_PASSES``
+    the depth of what is left is added from its running balance (linear, whatever a hostile body nests).
     """
-    if b"\\" in structure:
-        structure = structure.replace(b"\\\\", b"").replace(b'\\"', b"")
-    brackets = structure.translate(None, _NOT_NESTING).replace(b'""', b"")
+    brackets = reduced.translate(None, _NOT_NESTING).replace(b'""', b"")
     if b'"' in brackets:
         brackets = b"".join(brackets.split(b'"')[0::2])
     depth = 0
@@ -88,24 +94,25 @@ def _depth(structure: bytes) -> int:
     return depth + max(accumulate(map(_NESTING_STEP.__getitem__, brackets)), default=0)
 
 
-def _no_duplicate_keys(data: bytes, body: Any) -> bool:
+def _no_duplicate_keys(data: bytes, reduced: bytes, body: Any) -> bool:
     """True only if no object of ``body`` lost a key the text wrote twice (False: can't tell).
 
     Colons, counted in C: in the text, each key is followed by exactly one colon outside strings, so
-    ``data.count(b":")`` is the keys written plus the colons written inside strings. In
+    its colon count (counted on ``reduced``, which keeps every colon) is the keys written plus the colons
+    written inside strings. In
     ``orjson.dumps`` of the tree (compact) it is the keys kept plus the colons inside the kept strings,
     which orjson writes raw. Every kept string is a string of the text; unless the text escapes a
     colon (``\\u003a``, then only the exact path decides), it holds no more colons in the tree than it
     was written with. So the tree's count can equal the text's only if no key was lost (a lost key also
     takes its value's strings with it). A multi-byte UTF-8 sequence never holds the byte ``:``.
     """
-    if b"\\" in data and (b"\\u003a" in data or b"\\u003A" in data):
+    if b"\\" in reduced and (b"\\u003a" in data or b"\\u003A" in data):  # reduced: escaped backslashes gone
         return False
     try:
         dumped = orjson.dumps(body)
     except orjson.JSONEncodeError:  # nested deeper than orjson writes (255): refused later anyway
         return False
-    return data.count(b":") == dumped.count(b":")
+    return reduced.count(b":") == dumped.count(b":")
 
 
 def json_request_body(max_bytes: int | None = None) -> Any:
@@ -142,10 +149,11 @@ def parse_json_body(data: bytes) -> Any:
     """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, at most MAX_JSON_DEPTH levels; else 400."""
     with gc_paused():
         structure = _structure(data)
-        body = _fast(data, structure)
+        reduced = _reduced(structure)
+        body = _fast(data, structure, reduced)
         if body is _UNSURE:
             body = _stdlib_strict(data)
-    if _depth(structure) > MAX_JSON_DEPTH:
+    if _depth(reduced) > MAX_JSON_DEPTH:
         raise ApiError(400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
     return body
 
@@ -153,7 +161,7 @@ def parse_json_body(data: bytes) -> Any:
 _UNSURE = object()
 
 
-def _fast(data: bytes, structure: bytes) -> Any:
+def _fast(data: bytes, structure: bytes, reduced: bytes) -> Any:
     """The body, or ``_UNSURE`` when only the exact path can tell."""
     if _LONG_NUMBER in structure:
         return _UNSURE
@@ -161,7 +169,7 @@ def _fast(data: bytes, structure: bytes) -> Any:
         body = orjson.loads(data)
     except orjson.JSONDecodeError:
         return _UNSURE
-    return body if _no_duplicate_keys(data, body) else _UNSURE
+    return body if _no_duplicate_keys(data, reduced, body) else _UNSURE
 
 
 def _stdlib_strict(data: bytes) -> Any:
