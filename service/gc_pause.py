@@ -7,7 +7,8 @@ facts) trigger young collections that traverse the whole live tree, move it to t
 generations and traverse it there again: 3-50 ms of collection per call, growing faster than the
 body (measured in process with ``gc.callbacks``: Synthea ~11 ms per call, 5,000 relevant
 Observations ~54 ms; docs/performance.md, "Round 3"). Paused for the whole call, the tree is gone
-before the collector looks.
+before the collector looks. A service call holds its body until its answer has been sent (it is freed
+then, ``service/cds/blueprint.py``), so its pause (``pause()``) ends then too.
 
 What a call leaves as cyclic garbage (~550 small objects: frames, Flask/werkzeug internals, the
 same for any body size) is collected after the call, when the last call in the process leaves the
