@@ -36,8 +36,16 @@ class ExtractionInput:
     # without the declarations a stale value would be read as current.
     facts: Mapping[str, FactSpec] = field(kw_only=True)
     _vcf_levels: dict[str, list[str]] | None = field(default=None, init=False, repr=False)
+    # per-request memos (docs/performance.md, round 4): each Observation's time is parsed once, the counting
+    # Observations are indexed by coding in input order, and only the lists a fact asks for are sorted
+    _counted: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
+    _keys: dict[int, tuple[datetime, str]] = field(default_factory=dict, init=False, repr=False)
+    _times: dict[int, datetime | None] = field(default_factory=dict, init=False, repr=False)
     _observations: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
     _indexes: dict[str, dict[tuple[str, str], list[int]]] = field(default_factory=dict, init=False, repr=False)
+    _counting_conditions: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
+    _conditions: dict[str, list[dict[str, Any]]] = field(default_factory=dict, init=False, repr=False)
+    _skeletal: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     def of(self, rtype: str) -> list[dict[str, Any]]:
         return self.resources.get(rtype, [])
@@ -70,14 +78,35 @@ class ExtractionInput:
         """The local codes whose values add up to the fact when no total is documented (facts.yaml ``summed``)."""
         return [code for s in self.facts[fid].sources if s.summed for code in s.local_codes]
 
+    def observation_time(self, obs: Resource) -> datetime | None:
+        """``fd.observation_time``, read once per Observation of this request."""
+        key = id(obs)
+        if key in self._times:
+            return self._times[key]
+        t = self._times[key] = fd.observation_time(obs)
+        return t
+
+    def _counting(self) -> list[dict[str, Any]]:
+        """Observations that count (not entered-in-error/cancelled), in input order; computed once."""
+        if self._counted is None:
+            self._counted = [o for o in self.of("Observation") if fd.observation_counts(o)]
+        return self._counted
+
+    def _latest_key(self, i: int) -> tuple[datetime, str]:
+        """The sort key of the i-th counting Observation: (its time, else the oldest instant; its id)."""
+        key = self._keys.get(i)
+        if key is None:
+            o = self._counting()[i]
+            key = self._keys[i] = (
+                self.observation_time(o) or datetime.min.replace(tzinfo=self.now.tzinfo),
+                str(o.get("id")),
+            )
+        return key
+
     def counted_observations(self) -> list[dict[str, Any]]:
         """Observations that count (not entered-in-error/cancelled), latest first; computed once."""
         if self._observations is None:
-            oldest = datetime.min.replace(tzinfo=self.now.tzinfo)
-            found = [o for o in self.of("Observation") if fd.observation_counts(o)]
-            self._observations = sorted(
-                found, key=lambda o: (fd.observation_time(o) or oldest, str(o.get("id"))), reverse=True
-            )
+            self._observations = self._at(range(len(self._counting())))
         return self._observations
 
     def observations_with_local_code(self, code: str) -> list[dict[str, Any]]:
@@ -99,20 +128,30 @@ class ExtractionInput:
         return sorted(found)
 
     def _at(self, positions: Iterable[int]) -> list[dict[str, Any]]:
-        counted = self.counted_observations()
-        return [counted[i] for i in positions]
+        """The counting Observations at these input positions (ascending), latest first.
+
+        A stable sort (``reverse`` keeps the input order of equal keys), so the list is exactly the
+        subsequence of counted_observations() these positions make: only the lists a fact asks for are sorted.
+        """
+        counted = self._counting()
+        return [counted[i] for i in sorted(positions, key=self._latest_key, reverse=True)]
 
     def _coding_index(self, element: str) -> dict[tuple[str, str], list[int]]:
-        """(system, code) of ``element`` -> positions in counted_observations(), ascending; computed once."""
+        """(system, code) of ``element`` -> input positions of the counting Observations, ascending; computed once."""
         index = self._indexes.get(element)
         if index is None:
             index = {}
-            for i, o in enumerate(self.counted_observations()):
+            for i, o in enumerate(self._counting()):
                 concept = o.get(element)
                 if concept is None:  # most Observations have no valueCodeableConcept
                     continue
-                keys = {(c.get("system"), c.get("code")) for c in codings(concept)}
-                for system, code in keys:
+                found = codings(concept)
+                if len(found) == 1:  # the usual case: one coding, nothing to deduplicate
+                    system, code = found[0].get("system"), found[0].get("code")
+                    if isinstance(system, str) and isinstance(code, str):
+                        index.setdefault((system, code), []).append(i)
+                    continue
+                for system, code in {(c.get("system"), c.get("code")) for c in found}:
                     if isinstance(system, str) and isinstance(code, str):
                         index.setdefault((system, code), []).append(i)
             self._indexes[element] = index
@@ -146,7 +185,15 @@ def extract_facts(inp: ExtractionInput) -> list[Fact]:
 
 
 def conditions_in(inp: ExtractionInput, vs_id: str) -> list[dict[str, Any]]:
-    return [c for c in inp.of("Condition") if fd.condition_counts(c) and inp.vocab.concept_in(vs_id, c.get("code"))]
+    """Counting Conditions (active, not refuted) coded in the ValueSet, in input order; a new list each call."""
+    found = inp._conditions.get(vs_id)
+    if found is None:
+        if inp._counting_conditions is None:
+            inp._counting_conditions = [c for c in inp.of("Condition") if fd.condition_counts(c)]
+        found = inp._conditions[vs_id] = [
+            c for c in inp._counting_conditions if inp.vocab.concept_in(vs_id, c.get("code"))
+        ]
+    return list(found)
 
 
 def condition_fact(inp: ExtractionInput, fid: str, vs_id: str, label: str) -> Fact:
@@ -187,7 +234,7 @@ def latest(
     if not usable:
         return unknown(fid, f"no {label} documented", level=level)
     o, v = usable[0]
-    when = fd.observation_time(o)
+    when = inp.observation_time(o)
     note = f"{label} {_shown(v)} ({f'{when.day} {when:%b %Y}' if when else 'undated'})"  # 29 May 2026
     if len(usable) > 1:
         note += f"; latest of {len(usable)}"
@@ -209,12 +256,15 @@ def measured(inp: ExtractionInput, fid: str, obs: list[dict[str, Any]], unit: st
     converted: dict[int, float | fd.UnitProblem | None] = {}  # id(observation) -> its value in ``unit``, read once
     valued = []
     for o in obs:
-        if fd.numeric_value(o) is None:
-            continue
         try:
-            converted[id(o)] = fd.quantity_in(o, unit)
-        except fd.UnitProblem as problem:
+            in_unit = fd.quantity_in(o, unit)
+        except fd.UnitProblem as problem:  # raised only for a numeric value
             converted[id(o)] = problem
+            valued.append(o)
+            continue
+        if in_unit is None and fd.numeric_value(o) is None:  # None too for a value too large once converted
+            continue
+        converted[id(o)] = in_unit
         valued.append(o)
     if valued and isinstance(first := converted[id(valued[0])], fd.UnitProblem):
         return unknown(fid, f"{label}: {first}; value not compared", [fd.ref(valued[0])])
@@ -291,6 +341,8 @@ def skeletal_conditions(inp: ExtractionInput) -> list[dict[str, Any]]:  # in inp
     """Conditions that put disease in the spine: a bone/spinal metastasis (a nonspecific secondary only with
     a vertebral level), myeloma or solitary plasmacytoma of bone (skeletal by nature), or a lymphoma with a
     vertebral bodySite or beside a pathological vertebral fracture (the fracture is the skeletal disease)."""
+    if inp._skeletal is not None:
+        return list(inp._skeletal)
     found = []
     for c in conditions_in(inp, "spinal-metastasis"):
         levels = levels_of(inp, c)
@@ -299,7 +351,8 @@ def skeletal_conditions(inp: ExtractionInput) -> list[dict[str, Any]]:  # in inp
     found += [c for c in conditions_in(inp, "skeletal-haematological") if c not in found]
     fractured = bool(conditions_in(inp, "pathological-vcf"))
     found += [c for c in conditions_in(inp, "lymphoma") if c not in found and (levels_of(inp, c) or fractured)]
-    return found
+    inp._skeletal = found
+    return list(found)
 
 
 @extractor("F-MET")
@@ -642,7 +695,7 @@ def imaging_reports(inp: ExtractionInput) -> list[dict[str, Any]]:
 def finding_observations(inp: ExtractionInput, vs_id: str) -> list[dict[str, Any]]:
     """Counting finding Observations, latest first, whose ``valueCodeableConcept`` is in ``vs_id``, or whose
     ``code`` is and whose value is not ``false`` (a negated finding does not count)."""
-    counted = inp.counted_observations()
+    counted = inp._counting()
     by_value = set(inp._positions_in(vs_id, "valueCodeableConcept"))
     by_code = {i for i in inp._positions_in(vs_id, "code") if fd.boolean_value(counted[i]) is not False}
     return inp._at(sorted(by_value | by_code))
@@ -717,7 +770,7 @@ def neuro_deficit(inp: ExtractionInput) -> list[Fact]:
     exam = local_bool(inp, "F-NEURO-DEFICIT", "neuro-deficit", "neurological deficit")
     findings = finding_observations(inp, "neuro-deficit")
     recent = inp.window_for("F-NEURO-DEFICIT", True)  # a deficit finding is an observation at a time, like the exam
-    findings = [o for o in findings if (t := fd.observation_time(o)) is not None and inp.now - t <= recent]
+    findings = [o for o in findings if (t := inp.observation_time(o)) is not None and inp.now - t <= recent]
     coded = sorted(conditions_in(inp, "neuro-deficit") + findings, key=fd.ref)
     window = inp.window_for("F-NEURO-DEFICIT-NEW")
     days = f"{inp.window_days('F-NEURO-DEFICIT-NEW'):g} days"
@@ -991,7 +1044,7 @@ def pain_after_rt(inp: ExtractionInput, courses: list[dict[str, Any]]) -> Fact:
     flag = local_bool(inp, "F-PAIN-PERSIST-AFTER-RT", "pain-persistent-after-rt", "pain persistent/recurrent after RT")
     window = inp.window_for("F-PAIN-PERSIST-AFTER-RT")
     scores = [
-        o for o in inp.observations_in("pain-severity") if (t := fd.observation_time(o)) and inp.now - t <= window
+        o for o in inp.observations_in("pain-severity") if (t := inp.observation_time(o)) and inp.now - t <= window
     ]
     for course in courses:
         ended = fd.resource_time(course)
@@ -999,7 +1052,7 @@ def pain_after_rt(inp: ExtractionInput, courses: list[dict[str, Any]]) -> Fact:
         if ended is None or course.get("status") != "completed" or course_site(inp, course) == "elsewhere":
             continue
         for o in scores:  # latest first
-            when, value = fd.observation_time(o), fd.numeric_value(o)
+            when, value = inp.observation_time(o), fd.numeric_value(o)
             at = set(levels_of(inp, o))
             if when is None or value is None or when < ended or (at and treated and not at & treated):
                 continue
