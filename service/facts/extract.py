@@ -92,16 +92,6 @@ class ExtractionInput:
             self._counted = [o for o in self.of("Observation") if fd.observation_counts(o)]
         return self._counted
 
-    def _latest_key(self, i: int) -> tuple[datetime, str]:
-        """The sort key of the i-th counting Observation: (its time, else the oldest instant; its id)."""
-        key = self._keys.get(i)
-        if key is None:
-            o = self._counting()[i]
-            key = self._keys[i] = (
-                self.observation_time(o) or datetime.min.replace(tzinfo=self.now.tzinfo),
-                str(o.get("id")),
-            )
-        return key
 
     def counted_observations(self) -> list[dict[str, Any]]:
         """Observations that count (not entered-in-error/cancelled), latest first; computed once."""
@@ -133,8 +123,13 @@ class ExtractionInput:
         A stable sort (``reverse`` keeps the input order of equal keys), so the list is exactly the
         subsequence of counted_observations() these positions make: only the lists a fact asks for are sorted.
         """
-        counted = self._counting()
-        return [counted[i] for i in sorted(positions, key=self._latest_key, reverse=True)]
+        counted, keys = self._counting(), self._keys
+        positions = list(positions)
+        oldest = datetime.min.replace(tzinfo=self.now.tzinfo)
+        for i in positions:  # the sort key: (its time, else the oldest instant; its id), once per Observation
+            if i not in keys:
+                keys[i] = (self.observation_time(counted[i]) or oldest, str(counted[i].get("id")))
+        return [counted[i] for i in sorted(positions, key=keys.__getitem__, reverse=True)]
 
     def _coding_index(self, element: str) -> dict[tuple[str, str], list[int]]:
         """(system, code) of ``element`` -> input positions of the counting Observations, ascending; computed once."""
@@ -145,12 +140,18 @@ class ExtractionInput:
                 concept = o.get(element)
                 if concept is None:  # most Observations have no valueCodeableConcept
                     continue
+                if type(concept) is dict:  # the usual case, read without a call: one coding, nothing to deduplicate
+                    coding = concept.get("coding")
+                    if type(coding) is list and len(coding) == 1 and type(only := coding[0]) is dict:
+                        system, code = only.get("system"), only.get("code")
+                        if isinstance(system, str) and isinstance(code, str):
+                            positions = index.get((system, code))
+                            if positions is None:
+                                index[(system, code)] = [i]
+                            else:
+                                positions.append(i)
+                        continue
                 found = codings(concept)
-                if len(found) == 1:  # the usual case: one coding, nothing to deduplicate
-                    system, code = found[0].get("system"), found[0].get("code")
-                    if isinstance(system, str) and isinstance(code, str):
-                        index.setdefault((system, code), []).append(i)
-                    continue
                 for system, code in {(c.get("system"), c.get("code")) for c in found}:
                     if isinstance(system, str) and isinstance(code, str):
                         index.setdefault((system, code), []).append(i)
