@@ -213,3 +213,28 @@ def test_a_unit_read_once_reads_the_same_for_every_target_and_every_later_value(
         long = "x" * 70 + "k/ul"
         with pytest.raises(fd.UnitProblem, match="not recognised"):
             fd.quantity_in(obs(250, long, None), "10*9/L")
+
+
+def test_the_latest_platelet_count_says_how_many_counts_were_read() -> None:
+    """measured() reads each value once: the latest readable count wins, and the note counts the readable ones
+    (not an Observation without a value, not an older one whose unit cannot be read)."""
+    newest = {**lab("777-3", 250, "10*9/L"), "id": "newest", "effectiveDateTime": "2026-05-30"}
+    empty = {**lab("777-3", 1, "10*9/L"), "id": "empty", "effectiveDateTime": "2026-05-29"}
+    del empty["valueQuantity"]["value"]
+    older = {**lab("777-3", 180000, "/uL", "/uL"), "id": "older", "effectiveDateTime": "2026-05-28"}
+    unreadable = {**lab("777-3", 45, "platelets"), "id": "unreadable", "effectiveDateTime": "2026-05-27"}
+    fact = facts(newest, empty, older, unreadable)["F-PLT"]
+    assert fact.known and fact.value == 250 and fact.refs == ["Observation/newest"]
+    assert fact.note.endswith("; latest of 2"), fact.note
+    assert facts(newest)["F-PLT"].note.endswith("(30 May 2026)")
+
+
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [(5, 5.0), (-2.5, -2.5), (True, 1.0), (1e100, 1e100), (-1e100, -1e100), (1.5e100, None), (-1.5e100, None),
+     (float("inf"), None), (float("-inf"), None), (float("nan"), None), (10**400, None), (-(10**400), None)],
+)  # fmt: skip
+def test_a_number_no_float_holds_or_beyond_any_clinical_value_is_no_value(number: float, expected: float) -> None:
+    from service.facts import fhirdata as fd
+
+    assert fd.finite_number(number) == expected

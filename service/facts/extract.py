@@ -92,7 +92,6 @@ class ExtractionInput:
             self._counted = [o for o in self.of("Observation") if fd.observation_counts(o)]
         return self._counted
 
-
     def counted_observations(self) -> list[dict[str, Any]]:
         """Observations that count (not entered-in-error/cancelled), latest first; computed once."""
         if self._observations is None:
@@ -230,15 +229,28 @@ def latest(
     level: str = PATIENT_LEVEL,
 ) -> Fact:
     """Latest observation with a usable value wins; outside the fact's window (facts.yaml) it is stale (unknown)."""
-    usable = [(o, value(o)) for o in obs]
-    usable = [(o, v) for o, v in usable if v is not None]
-    if not usable:
+    first: tuple[Resource, Any] | None = None
+    count = 0  # observations with a usable value
+    for o in obs:
+        v = value(o)
+        if v is not None:
+            count += 1
+            if first is None:
+                first = (o, v)
+    return _latest_of(inp, fid, first, count, label, level)
+
+
+def _latest_of(
+    inp: ExtractionInput, fid: str, first: tuple[Resource, Any] | None, count: int, label: str, level: str
+) -> Fact:
+    """The fact of the latest usable observation ``first`` (and its value) of ``count`` usable ones."""
+    if first is None:
         return unknown(fid, f"no {label} documented", level=level)
-    o, v = usable[0]
+    o, v = first
     when = inp.observation_time(o)
     note = f"{label} {_shown(v)} ({f'{when.day} {when:%b %Y}' if when else 'undated'})"  # 29 May 2026
-    if len(usable) > 1:
-        note += f"; latest of {len(usable)}"
+    if count > 1:
+        note += f"; latest of {count}"
     if inp.window_name(fid, v) is not None:
         if when is None:
             return unknown(fid, f"{label} undated", [fd.ref(o)], level=level)
@@ -254,27 +266,24 @@ def latest(
 
 def measured(inp: ExtractionInput, fid: str, obs: list[dict[str, Any]], unit: str, label: str) -> Fact:
     """Latest value converted into the threshold's unit; the latest with a unit that cannot be read is unknown."""
-    converted: dict[int, float | fd.UnitProblem | None] = {}  # id(observation) -> its value in ``unit``, read once
-    valued = []
+    first: tuple[Resource, float] | None = None
+    count = 0  # values converted into ``unit``
+    valued = False  # an observation with a numeric value came before
     for o in obs:
         try:
             in_unit = fd.quantity_in(o, unit)
         except fd.UnitProblem as problem:  # raised only for a numeric value
-            converted[id(o)] = problem
-            valued.append(o)
+            if not valued:
+                return unknown(fid, f"{label}: {problem}; value not compared", [fd.ref(o)])
             continue
-        if in_unit is None and fd.numeric_value(o) is None:  # None too for a value too large once converted
+        if in_unit is None:
+            valued = valued or fd.numeric_value(o) is not None  # None too for a value too large once converted
             continue
-        converted[id(o)] = in_unit
-        valued.append(o)
-    if valued and isinstance(first := converted[id(valued[0])], fd.UnitProblem):
-        return unknown(fid, f"{label}: {first}; value not compared", [fd.ref(valued[0])])
-
-    def value(o: Resource) -> float | None:
-        v = converted[id(o)]
-        return None if isinstance(v, fd.UnitProblem) else v
-
-    return latest(inp, fid, valued, value, label)
+        valued = True
+        count += 1
+        if first is None:
+            first = (o, in_unit)
+    return _latest_of(inp, fid, first, count, label, PATIENT_LEVEL)
 
 
 def local_obs(inp: ExtractionInput, code: str) -> list[dict[str, Any]]:

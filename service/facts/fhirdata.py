@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -103,11 +102,14 @@ def has_local_code(res: Resource, code: str) -> bool:
 
 
 def numeric_value(obs: Resource) -> float | None:
-    if isinstance(obs.get("valueInteger"), int) and not isinstance(obs.get("valueInteger"), bool):
-        return finite_number(obs["valueInteger"])
+    integer = obs.get("valueInteger")
+    if integer is not None and isinstance(integer, int) and not isinstance(integer, bool):
+        return finite_number(integer)
     quantity = obs.get("valueQuantity")
-    if (type(quantity) is dict or isinstance(quantity, Mapping)) and isinstance(quantity.get("value"), int | float):
-        return finite_number(quantity["value"])
+    if type(quantity) is dict or isinstance(quantity, Mapping):
+        number = quantity.get("value")
+        if isinstance(number, (int, float)):
+            return finite_number(number)
     return None
 
 
@@ -118,10 +120,10 @@ MAX_MAGNITUDE = 1e100
 def finite_number(value: int | float) -> float | None:
     """A JSON number as a float; one no float can hold (10**400, found by hypothesis) is no value."""
     try:
-        number = float(value)
+        number = value if type(value) is float else float(value)
     except OverflowError:
         return None
-    return number if math.isfinite(number) and abs(number) <= MAX_MAGNITUDE else None
+    return number if -MAX_MAGNITUDE <= number <= MAX_MAGNITUDE else None  # false for nan and inf too
 
 
 def boolean_value(obs: Resource) -> bool | None:
@@ -281,7 +283,7 @@ def quantity_in(obs: Resource, target: str) -> float | None:
         factor = _unit_factor(target, "", "")
     if isinstance(factor, str):
         raise UnitProblem(factor)
-    return value if factor is None else finite_number(value * factor)
+    return value if factor is None or factor == 1.0 else finite_number(value * factor)  # value is finite
 
 
 @lru_cache(maxsize=256)  # a chart spells a handful of units thousands of times
