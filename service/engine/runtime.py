@@ -162,9 +162,10 @@ class RuleEngine:
                 for j, name in enumerate(names)
                 if name in reads_derived
             ]
+            derived_in_order = [derived[n] for n in names]  # what the "i" of a derived fact in a match points to
             for key, match in self._run(ruleset, payload) if payload else []:
                 rule, possible = self._by_key[key]
-                firing = self._firing(rule, possible, match, facts, [derived[n] for n in names])
+                firing = self._firing(rule, possible, match, facts, derived_in_order)
                 if rule.derive:
                     firing.value = "unknown" if possible else rule.derive[1]
                     candidates.setdefault(rule.derive[0], []).append(firing)
