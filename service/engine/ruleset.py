@@ -133,15 +133,16 @@ class RuleBase:
     references: dict[str, dict[str, Any]] = field(default_factory=dict)  # cards.yaml: cited works by key
     withhold: dict[str, list[str]] = field(default_factory=dict)  # cards.yaml: a fired rule withholds others
     # what a reader derives from the loaded base once per process instead of once per request (e.g. cards: the
-    # decisions each fact feeds); filled on first use, so a base is complete before it is first read
+    # decisions each fact feeds); filled on first use, so a base is not changed once it has been read
     memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def by_id(self, rule_id: str) -> list[Rule]:
         by_id: dict[str, list[Rule]] | None = self.memo.get("by_id")
         if by_id is None:
-            by_id = self.memo["by_id"] = {}
+            by_id = {}
             for r in self.rules:
                 by_id.setdefault(r.id, []).append(r)
+            self.memo["by_id"] = by_id  # complete before another thread can read it
         return list(by_id.get(rule_id, []))
 
     @property
