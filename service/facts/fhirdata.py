@@ -286,7 +286,7 @@ def quantity_in(obs: Resource, target: str) -> float | None:
     return value if factor is None or factor == 1.0 else finite_number(value * factor)  # value is finite
 
 
-@lru_cache(maxsize=256)  # a chart spells a handful of units thousands of times
+@lru_cache(maxsize=128)  # a chart spells a handful of units thousands of times
 def _unit_factor(target: str, code: str, unit: str) -> float | str | None:
     """The factor into ``target`` of a value spelled with this UCUM code and unit text (read in that order;
     "" when absent): None for a value without a unit that needs none, a str (the problem) for a unit that
