@@ -428,8 +428,8 @@ def _ask_items(firings: list[Firing], base: RuleBase) -> list[_Ask]:
 
 def _decisions_fed_by(fact_ids: set[str], base: RuleBase) -> list[str]:
     """Decisions of every conclusion reading these facts, directly or through derived facts, in the order of
-    ``decisions``: the union of what each fact feeds (a reachability: the union of each fact's), found once per
-    fact and rule base."""
+    ``decisions``. What a set of facts reaches is what each of them reaches, so each fact's decisions are found
+    once per rule base (``RuleBase.memo``) and joined."""
     feeds: dict[str, frozenset[str]] = base.memo.setdefault("decisions_fed_by_fact", {})
     found: set[str] = set()
     for fid in fact_ids:

@@ -3,7 +3,8 @@
 Design (see ../shared/engine/DURABLE-RULES-AND-FHIR-NOTES.md §1.11 and docs/architecture.md):
 * ``_SyncHost`` never starts the default host's background timer threads, which would otherwise
   steal rule actions from request threads.
-* facts are asserted with the C batch API; code 1 (some fact matched no rule) is normal;
+* facts are asserted with the C batch API (serialised once per request, with orjson); code 1 (some
+  fact matched no rule) is normal;
   the matches are then drained in the calling thread (``_drain``: the C calls of durable's own
   action loop, without its Closure/Promise objects and a JSON round trip of the state per firing);
 * one fresh state (``sid``) per stratum per request, deleted in ``finally`` (1,024 live states
