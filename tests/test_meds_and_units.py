@@ -183,3 +183,58 @@ def test_life_expectancy_unit_as_text_is_read(value: float, unit: str, code: str
 @pytest.mark.parametrize("unit", [None, "fortnights"])
 def test_life_expectancy_without_a_readable_unit_is_unknown(unit: str | None) -> None:
     assert not facts(life_expectancy(2, unit))["F-LE"].known
+
+
+def test_a_unit_read_once_reads_the_same_for_every_target_and_every_later_value() -> None:
+    """quantity_in remembers each unit spelling's factor per target unit (fhirdata._unit_factor): the same
+    spelling read again, or read for another target, gives the factor of that target; an unreadable one
+    is refused every time; a long spelling is read without being remembered."""
+    from service.facts import fhirdata as fd
+
+    def obs(value: float, code: str | None, unit: str | None) -> dict[str, Any]:
+        quantity: dict[str, Any] = {"value": value}
+        if code is not None:
+            quantity["code"] = code
+        if unit is not None:
+            quantity["unit"] = unit
+        return {"valueQuantity": quantity}
+
+    for _ in range(2):  # the second round is answered from the memo
+        assert fd.quantity_in(obs(30.44, "d", None), "mo") == pytest.approx(1.0)
+        assert fd.quantity_in(obs(30.44, "d", None), "d") == pytest.approx(30.44)
+        assert fd.quantity_in(obs(2, None, " years "), "mo") == 24
+        assert fd.quantity_in(obs(250000, "/uL", "cells/uL"), "10*9/L") == 250
+        assert fd.quantity_in(obs(1.2, None, None), "{INR}") == 1.2
+        assert fd.quantity_in(obs(7, "bogus", "K/uL"), "10*9/L") == 7  # the code first, then the unit text
+        with pytest.raises(fd.UnitProblem, match="no unit given"):
+            fd.quantity_in(obs(250, None, "  "), "10*9/L")
+        with pytest.raises(fd.UnitProblem, match="'mg' not recognised"):
+            fd.quantity_in(obs(250, "mg", "milligram"), "10*9/L")
+        long = "x" * 70 + "k/ul"
+        with pytest.raises(fd.UnitProblem, match="not recognised"):
+            fd.quantity_in(obs(250, long, None), "10*9/L")
+
+
+def test_the_latest_platelet_count_says_how_many_counts_were_read() -> None:
+    """measured() reads each value once: the latest readable count wins, and the note counts the readable ones
+    (not an Observation without a value, not an older one whose unit cannot be read)."""
+    newest = {**lab("777-3", 250, "10*9/L"), "id": "newest", "effectiveDateTime": "2026-05-30"}
+    empty = {**lab("777-3", 1, "10*9/L"), "id": "empty", "effectiveDateTime": "2026-05-29"}
+    del empty["valueQuantity"]["value"]
+    older = {**lab("777-3", 180000, "/uL", "/uL"), "id": "older", "effectiveDateTime": "2026-05-28"}
+    unreadable = {**lab("777-3", 45, "platelets"), "id": "unreadable", "effectiveDateTime": "2026-05-27"}
+    fact = facts(newest, empty, older, unreadable)["F-PLT"]
+    assert fact.known and fact.value == 250 and fact.refs == ["Observation/newest"]
+    assert fact.note.endswith("; latest of 2"), fact.note
+    assert facts(newest)["F-PLT"].note.endswith("(30 May 2026)")
+
+
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [(5, 5.0), (-2.5, -2.5), (True, 1.0), (1e100, 1e100), (-1e100, -1e100), (1.5e100, None), (-1.5e100, None),
+     (float("inf"), None), (float("-inf"), None), (float("nan"), None), (10**400, None), (-(10**400), None)],
+)  # fmt: skip
+def test_a_number_no_float_holds_or_beyond_any_clinical_value_is_no_value(number: float, expected: float) -> None:
+    from service.facts import fhirdata as fd
+
+    assert fd.finite_number(number) == expected

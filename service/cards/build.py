@@ -427,7 +427,19 @@ def _ask_items(firings: list[Firing], base: RuleBase) -> list[_Ask]:
 
 
 def _decisions_fed_by(fact_ids: set[str], base: RuleBase) -> list[str]:
-    """Decisions of every conclusion reading these facts, directly or through derived facts."""
+    """Decisions of every conclusion reading these facts, directly or through derived facts, in the order of
+    ``decisions``. What a set of facts reaches is what each of them reaches, so each fact's decisions are found
+    once per rule base (``RuleBase.memo``) and joined."""
+    feeds: dict[str, frozenset[str]] = base.memo.setdefault("decisions_fed_by_fact", {})
+    found: set[str] = set()
+    for fid in fact_ids:
+        if fid not in feeds:
+            feeds[fid] = frozenset(_decisions_reading({fid}, base))
+        found |= feeds[fid]
+    return sorted(found, key=list(base.decisions).index)
+
+
+def _decisions_reading(fact_ids: set[str], base: RuleBase) -> list[str]:
     reading = set(fact_ids)
     decisions: list[str] = []
     for _ in range(base.strata + 1):  # derived facts feed later strata; bounded

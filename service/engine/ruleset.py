@@ -132,9 +132,18 @@ class RuleBase:
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # cards.yaml: what a clinician sees
     references: dict[str, dict[str, Any]] = field(default_factory=dict)  # cards.yaml: cited works by key
     withhold: dict[str, list[str]] = field(default_factory=dict)  # cards.yaml: a fired rule withholds others
+    # what a reader derives from the loaded base once per process instead of once per request (e.g. cards: the
+    # decisions each fact feeds); filled on first use, so a base is not changed once it has been read
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def by_id(self, rule_id: str) -> list[Rule]:
-        return [r for r in self.rules if r.id == rule_id]
+        by_id: dict[str, list[Rule]] | None = self.memo.get("by_id")
+        if by_id is None:
+            by_id = {}
+            for r in self.rules:
+                by_id.setdefault(r.id, []).append(r)
+            self.memo["by_id"] = by_id  # complete before another thread can read it
+        return list(by_id.get(rule_id, []))
 
     @property
     def rule_ids(self) -> list[str]:
@@ -658,4 +667,3 @@ def _derived_test(atom: Atom, possible: bool) -> dict[str, Any]:
     if possible and "unknown" not in values:
         values.append("unknown")
     return {"$or": [{"v": v} for v in values]} if len(values) > 1 else {"v": values[0]}
-

@@ -3,7 +3,8 @@
 Design (see ../shared/engine/DURABLE-RULES-AND-FHIR-NOTES.md §1.11 and docs/architecture.md):
 * ``_SyncHost`` never starts the default host's background timer threads, which would otherwise
   steal rule actions from request threads.
-* facts are asserted with the C batch API; code 1 (some fact matched no rule) is normal;
+* facts are asserted with the C batch API (serialised once per request, with orjson); code 1 (some
+  fact matched no rule) is normal;
   the matches are then drained in the calling thread (``_drain``: the C calls of durable's own
   action loop, without its Closure/Promise objects and a JSON round trip of the state per firing);
 * one fresh state (``sid``) per stratum per request, deleted in ``finally`` (1,024 live states
@@ -26,9 +27,12 @@ import json
 import threading
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from service.facts.model import Fact
 
@@ -150,18 +154,19 @@ class RuleEngine:
         candidates: dict[str, list[Firing]] = {}
         # the facts are serialised once per request; each stratum gets those its rules read, and the
         # derived facts so far
-        fact_json = [(f.fid, json.dumps(f.engine_dict(i))[1:]) for i, f in enumerate(facts)]
+        fact_json = [(f.fid, _json(f.engine_dict(i))[1:]) for i, f in enumerate(facts)]
         for stratum, ruleset in enumerate(self._rulesets):
             reads_facts, reads_derived = self._reads[stratum]
             names = sorted(derived)
             payload = [text for fid, text in fact_json if fid in reads_facts] + [
-                json.dumps({"t": "d", "fid": name, "v": derived[name].value, "lvl": "*", "i": j})[1:]
+                _json({"t": "d", "fid": name, "v": derived[name].value, "lvl": "*", "i": j})[1:]
                 for j, name in enumerate(names)
                 if name in reads_derived
             ]
+            derived_in_order = [derived[n] for n in names]  # what the "i" of a derived fact in a match points to
             for key, match in self._run(ruleset, payload) if payload else []:
                 rule, possible = self._by_key[key]
-                firing = self._firing(rule, possible, match, facts, [derived[n] for n in names])
+                firing = self._firing(rule, possible, match, facts, derived_in_order)
                 if rule.derive:
                     firing.value = "unknown" if possible else rule.derive[1]
                     candidates.setdefault(rule.derive[0], []).append(firing)
@@ -183,7 +188,7 @@ class RuleEngine:
                 if code == 2:
                     raise RuntimeError("durable-rules dropped a fact as a duplicate (hash collision)")
                 found = _drain(ruleset._handle, offset)
-                return sorted(found, key=lambda km: (km[0], json.dumps(km[1], sort_keys=True)))
+            return _in_key_order(found)
         finally:
             with self._lock, contextlib.suppress(Exception):  # 309: the state was never created
                 ruleset.delete_state(sid)
@@ -222,7 +227,7 @@ def _drain(handle: int, offset: int) -> list[tuple[str, Match]]:
     started = durable_rules_engine.start_action_for_state(handle, offset)
     if not started:
         return found
-    state, message = started[0], json.loads(started[1])
+    state, message = started[0], orjson.loads(started[1])
     while True:
         for key, match in message.items():
             found.append((key, dict(match)))
@@ -231,7 +236,23 @@ def _drain(handle: int, offset: int) -> list[tuple[str, Match]]:
         following = durable_rules_engine.complete_and_start_action(handle, offset)
         if not following:
             return found
-        message = json.loads(following)
+        message = orjson.loads(following)
+
+
+def _json(item: dict[str, Any]) -> str:
+    """One fact for durable-rules as JSON (orjson; the standard library's encoder for an integer beyond 64 bits,
+    e.g. a sum of values near the largest one read, where orjson refuses)."""
+    try:
+        return orjson.dumps(item).decode()
+    except TypeError:
+        return json.dumps(item)
+
+
+def _in_key_order(found: list[tuple[str, Match]]) -> list[tuple[str, Match]]:
+    """The matches by rule key, and matches of one key by their JSON (sorted keys): the same order whatever order
+    durable-rules yields them in. Only the matches of a key that matched more than once are serialised."""
+    repeated = {key for key, n in Counter(key for key, _ in found).items() if n > 1}
+    return sorted(found, key=lambda km: (km[0], json.dumps(km[1], sort_keys=True) if km[0] in repeated else ""))
 
 
 def _check_fact_set(facts: Sequence[Fact]) -> None:

@@ -36,8 +36,16 @@ class ExtractionInput:
     # without the declarations a stale value would be read as current.
     facts: Mapping[str, FactSpec] = field(kw_only=True)
     _vcf_levels: dict[str, list[str]] | None = field(default=None, init=False, repr=False)
+    # per-request memos (docs/performance.md, round 4): each Observation's time is parsed once, the counting
+    # Observations are indexed by coding in input order, and only the lists a fact asks for are sorted
+    _counted: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
+    _keys: dict[int, tuple[datetime, str]] = field(default_factory=dict, init=False, repr=False)
+    _times: dict[int, datetime | None] = field(default_factory=dict, init=False, repr=False)
     _observations: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
     _indexes: dict[str, dict[tuple[str, str], list[int]]] = field(default_factory=dict, init=False, repr=False)
+    _counting_conditions: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
+    _conditions: dict[str, list[dict[str, Any]]] = field(default_factory=dict, init=False, repr=False)
+    _skeletal: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     def of(self, rtype: str) -> list[dict[str, Any]]:
         return self.resources.get(rtype, [])
@@ -70,14 +78,24 @@ class ExtractionInput:
         """The local codes whose values add up to the fact when no total is documented (facts.yaml ``summed``)."""
         return [code for s in self.facts[fid].sources if s.summed for code in s.local_codes]
 
+    def observation_time(self, obs: Resource) -> datetime | None:
+        """``fd.observation_time``, read once per Observation of this request."""
+        key = id(obs)
+        if key in self._times:
+            return self._times[key]
+        t = self._times[key] = fd.observation_time(obs)
+        return t
+
+    def _counting(self) -> list[dict[str, Any]]:
+        """Observations that count (not entered-in-error/cancelled), in input order; computed once."""
+        if self._counted is None:
+            self._counted = [o for o in self.of("Observation") if fd.observation_counts(o)]
+        return self._counted
+
     def counted_observations(self) -> list[dict[str, Any]]:
         """Observations that count (not entered-in-error/cancelled), latest first; computed once."""
         if self._observations is None:
-            oldest = datetime.min.replace(tzinfo=self.now.tzinfo)
-            found = [o for o in self.of("Observation") if fd.observation_counts(o)]
-            self._observations = sorted(
-                found, key=lambda o: (fd.observation_time(o) or oldest, str(o.get("id"))), reverse=True
-            )
+            self._observations = self._at(range(len(self._counting())))
         return self._observations
 
     def observations_with_local_code(self, code: str) -> list[dict[str, Any]]:
@@ -99,20 +117,41 @@ class ExtractionInput:
         return sorted(found)
 
     def _at(self, positions: Iterable[int]) -> list[dict[str, Any]]:
-        counted = self.counted_observations()
-        return [counted[i] for i in positions]
+        """The counting Observations at these input positions (ascending), latest first.
+
+        A stable sort (``reverse`` keeps the input order of equal keys), so the list is exactly the
+        subsequence of counted_observations() these positions make: only the lists a fact asks for are sorted.
+        """
+        counted, keys = self._counting(), self._keys
+        positions = list(positions)
+        oldest = datetime.min.replace(tzinfo=self.now.tzinfo)
+        for i in positions:  # the sort key: (its time, else the oldest instant; its id), once per Observation
+            if i not in keys:
+                keys[i] = (self.observation_time(counted[i]) or oldest, str(counted[i].get("id")))
+        return [counted[i] for i in sorted(positions, key=keys.__getitem__, reverse=True)]
 
     def _coding_index(self, element: str) -> dict[tuple[str, str], list[int]]:
-        """(system, code) of ``element`` -> positions in counted_observations(), ascending; computed once."""
+        """(system, code) of ``element`` -> input positions of the counting Observations, ascending; computed once."""
         index = self._indexes.get(element)
         if index is None:
             index = {}
-            for i, o in enumerate(self.counted_observations()):
+            for i, o in enumerate(self._counting()):
                 concept = o.get(element)
                 if concept is None:  # most Observations have no valueCodeableConcept
                     continue
-                keys = {(c.get("system"), c.get("code")) for c in codings(concept)}
-                for system, code in keys:
+                if type(concept) is dict:  # the usual case, read without a call: one coding, nothing to deduplicate
+                    coding = concept.get("coding")
+                    if type(coding) is list and len(coding) == 1 and type(only := coding[0]) is dict:
+                        system, code = only.get("system"), only.get("code")
+                        if isinstance(system, str) and isinstance(code, str):
+                            positions = index.get((system, code))
+                            if positions is None:
+                                index[(system, code)] = [i]
+                            else:
+                                positions.append(i)
+                        continue
+                found = codings(concept)
+                for system, code in {(c.get("system"), c.get("code")) for c in found}:
                     if isinstance(system, str) and isinstance(code, str):
                         index.setdefault((system, code), []).append(i)
             self._indexes[element] = index
@@ -146,7 +185,15 @@ def extract_facts(inp: ExtractionInput) -> list[Fact]:
 
 
 def conditions_in(inp: ExtractionInput, vs_id: str) -> list[dict[str, Any]]:
-    return [c for c in inp.of("Condition") if fd.condition_counts(c) and inp.vocab.concept_in(vs_id, c.get("code"))]
+    """Counting Conditions (active, not refuted) coded in the ValueSet, in input order; a new list each call."""
+    found = inp._conditions.get(vs_id)
+    if found is None:
+        if inp._counting_conditions is None:
+            inp._counting_conditions = [c for c in inp.of("Condition") if fd.condition_counts(c)]
+        found = inp._conditions[vs_id] = [
+            c for c in inp._counting_conditions if inp.vocab.concept_in(vs_id, c.get("code"))
+        ]
+    return list(found)
 
 
 def condition_fact(inp: ExtractionInput, fid: str, vs_id: str, label: str) -> Fact:
@@ -182,15 +229,28 @@ def latest(
     level: str = PATIENT_LEVEL,
 ) -> Fact:
     """Latest observation with a usable value wins; outside the fact's window (facts.yaml) it is stale (unknown)."""
-    usable = [(o, value(o)) for o in obs]
-    usable = [(o, v) for o, v in usable if v is not None]
-    if not usable:
+    first: tuple[Resource, Any] | None = None
+    count = 0  # observations with a usable value
+    for o in obs:
+        v = value(o)
+        if v is not None:
+            count += 1
+            if first is None:
+                first = (o, v)
+    return _latest_of(inp, fid, first, count, label, level)
+
+
+def _latest_of(
+    inp: ExtractionInput, fid: str, first: tuple[Resource, Any] | None, count: int, label: str, level: str
+) -> Fact:
+    """The fact of the latest usable observation ``first`` (and its value) of ``count`` usable ones."""
+    if first is None:
         return unknown(fid, f"no {label} documented", level=level)
-    o, v = usable[0]
-    when = fd.observation_time(o)
+    o, v = first
+    when = inp.observation_time(o)
     note = f"{label} {_shown(v)} ({f'{when.day} {when:%b %Y}' if when else 'undated'})"  # 29 May 2026
-    if len(usable) > 1:
-        note += f"; latest of {len(usable)}"
+    if count > 1:
+        note += f"; latest of {count}"
     if inp.window_name(fid, v) is not None:
         if when is None:
             return unknown(fid, f"{label} undated", [fd.ref(o)], level=level)
@@ -206,24 +266,24 @@ def latest(
 
 def measured(inp: ExtractionInput, fid: str, obs: list[dict[str, Any]], unit: str, label: str) -> Fact:
     """Latest value converted into the threshold's unit; the latest with a unit that cannot be read is unknown."""
-    converted: dict[int, float | fd.UnitProblem | None] = {}  # id(observation) -> its value in ``unit``, read once
-    valued = []
+    first: tuple[Resource, float] | None = None
+    count = 0  # values converted into ``unit``
+    valued = False  # an observation with a numeric value came before
     for o in obs:
-        if fd.numeric_value(o) is None:
-            continue
         try:
-            converted[id(o)] = fd.quantity_in(o, unit)
-        except fd.UnitProblem as problem:
-            converted[id(o)] = problem
-        valued.append(o)
-    if valued and isinstance(first := converted[id(valued[0])], fd.UnitProblem):
-        return unknown(fid, f"{label}: {first}; value not compared", [fd.ref(valued[0])])
-
-    def value(o: Resource) -> float | None:
-        v = converted[id(o)]
-        return None if isinstance(v, fd.UnitProblem) else v
-
-    return latest(inp, fid, valued, value, label)
+            in_unit = fd.quantity_in(o, unit)
+        except fd.UnitProblem as problem:  # raised only for a numeric value
+            if not valued:
+                return unknown(fid, f"{label}: {problem}; value not compared", [fd.ref(o)])
+            continue
+        if in_unit is None:
+            valued = valued or fd.numeric_value(o) is not None  # None too for a value too large once converted
+            continue
+        valued = True
+        count += 1
+        if first is None:
+            first = (o, in_unit)
+    return _latest_of(inp, fid, first, count, label, PATIENT_LEVEL)
 
 
 def local_obs(inp: ExtractionInput, code: str) -> list[dict[str, Any]]:
@@ -291,6 +351,8 @@ def skeletal_conditions(inp: ExtractionInput) -> list[dict[str, Any]]:  # in inp
     """Conditions that put disease in the spine: a bone/spinal metastasis (a nonspecific secondary only with
     a vertebral level), myeloma or solitary plasmacytoma of bone (skeletal by nature), or a lymphoma with a
     vertebral bodySite or beside a pathological vertebral fracture (the fracture is the skeletal disease)."""
+    if inp._skeletal is not None:
+        return list(inp._skeletal)
     found = []
     for c in conditions_in(inp, "spinal-metastasis"):
         levels = levels_of(inp, c)
@@ -299,7 +361,8 @@ def skeletal_conditions(inp: ExtractionInput) -> list[dict[str, Any]]:  # in inp
     found += [c for c in conditions_in(inp, "skeletal-haematological") if c not in found]
     fractured = bool(conditions_in(inp, "pathological-vcf"))
     found += [c for c in conditions_in(inp, "lymphoma") if c not in found and (levels_of(inp, c) or fractured)]
-    return found
+    inp._skeletal = found
+    return list(found)
 
 
 @extractor("F-MET")
@@ -642,7 +705,7 @@ def imaging_reports(inp: ExtractionInput) -> list[dict[str, Any]]:
 def finding_observations(inp: ExtractionInput, vs_id: str) -> list[dict[str, Any]]:
     """Counting finding Observations, latest first, whose ``valueCodeableConcept`` is in ``vs_id``, or whose
     ``code`` is and whose value is not ``false`` (a negated finding does not count)."""
-    counted = inp.counted_observations()
+    counted = inp._counting()
     by_value = set(inp._positions_in(vs_id, "valueCodeableConcept"))
     by_code = {i for i in inp._positions_in(vs_id, "code") if fd.boolean_value(counted[i]) is not False}
     return inp._at(sorted(by_value | by_code))
@@ -717,7 +780,7 @@ def neuro_deficit(inp: ExtractionInput) -> list[Fact]:
     exam = local_bool(inp, "F-NEURO-DEFICIT", "neuro-deficit", "neurological deficit")
     findings = finding_observations(inp, "neuro-deficit")
     recent = inp.window_for("F-NEURO-DEFICIT", True)  # a deficit finding is an observation at a time, like the exam
-    findings = [o for o in findings if (t := fd.observation_time(o)) is not None and inp.now - t <= recent]
+    findings = [o for o in findings if (t := inp.observation_time(o)) is not None and inp.now - t <= recent]
     coded = sorted(conditions_in(inp, "neuro-deficit") + findings, key=fd.ref)
     window = inp.window_for("F-NEURO-DEFICIT-NEW")
     days = f"{inp.window_days('F-NEURO-DEFICIT-NEW'):g} days"
@@ -991,7 +1054,7 @@ def pain_after_rt(inp: ExtractionInput, courses: list[dict[str, Any]]) -> Fact:
     flag = local_bool(inp, "F-PAIN-PERSIST-AFTER-RT", "pain-persistent-after-rt", "pain persistent/recurrent after RT")
     window = inp.window_for("F-PAIN-PERSIST-AFTER-RT")
     scores = [
-        o for o in inp.observations_in("pain-severity") if (t := fd.observation_time(o)) and inp.now - t <= window
+        o for o in inp.observations_in("pain-severity") if (t := inp.observation_time(o)) and inp.now - t <= window
     ]
     for course in courses:
         ended = fd.resource_time(course)
@@ -999,7 +1062,7 @@ def pain_after_rt(inp: ExtractionInput, courses: list[dict[str, Any]]) -> Fact:
         if ended is None or course.get("status") != "completed" or course_site(inp, course) == "elsewhere":
             continue
         for o in scores:  # latest first
-            when, value = fd.observation_time(o), fd.numeric_value(o)
+            when, value = inp.observation_time(o), fd.numeric_value(o)
             at = set(levels_of(inp, o))
             if when is None or value is None or when < ended or (at and treated and not at & treated):
                 continue

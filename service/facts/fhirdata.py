@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -103,11 +102,14 @@ def has_local_code(res: Resource, code: str) -> bool:
 
 
 def numeric_value(obs: Resource) -> float | None:
-    if isinstance(obs.get("valueInteger"), int) and not isinstance(obs.get("valueInteger"), bool):
-        return finite_number(obs["valueInteger"])
+    integer = obs.get("valueInteger")
+    if integer is not None and isinstance(integer, int) and not isinstance(integer, bool):
+        return finite_number(integer)
     quantity = obs.get("valueQuantity")
-    if (type(quantity) is dict or isinstance(quantity, Mapping)) and isinstance(quantity.get("value"), int | float):
-        return finite_number(quantity["value"])
+    if type(quantity) is dict or isinstance(quantity, Mapping):
+        number = quantity.get("value")
+        if isinstance(number, (int, float)):
+            return finite_number(number)
     return None
 
 
@@ -118,10 +120,10 @@ MAX_MAGNITUDE = 1e100
 def finite_number(value: int | float) -> float | None:
     """A JSON number as a float; one no float can hold (10**400, found by hypothesis) is no value."""
     try:
-        number = float(value)
+        number = value if type(value) is float else float(value)
     except OverflowError:
         return None
-    return number if math.isfinite(number) and abs(number) <= MAX_MAGNITUDE else None
+    return number if -MAX_MAGNITUDE <= number <= MAX_MAGNITUDE else None  # false for nan and inf too
 
 
 def boolean_value(obs: Resource) -> bool | None:
@@ -271,20 +273,30 @@ def quantity_in(obs: Resource, target: str) -> float | None:
     if value is None:
         return None
     quantity = obs.get("valueQuantity")
-    spelled = [
-        str(quantity.get(k)).strip()
-        for k in ("code", "unit")
-        if (type(quantity) is dict or isinstance(quantity, Mapping))
-        and isinstance(quantity.get(k), str)
-        and str(quantity.get(k)).strip()
-    ]
-    table = UNIT_TABLES[target]
+    if type(quantity) is dict or isinstance(quantity, Mapping):
+        code, unit = quantity.get("code"), quantity.get("unit")
+        code, unit = code if isinstance(code, str) else "", unit if isinstance(unit, str) else ""
+        # the memo keeps no long text of a request (a unit is a few characters)
+        read = _unit_factor if len(code) + len(unit) <= 64 else _unit_factor.__wrapped__
+        factor = read(target, code, unit)
+    else:
+        factor = _unit_factor(target, "", "")
+    if isinstance(factor, str):
+        raise UnitProblem(factor)
+    return value if factor is None or factor == 1.0 else finite_number(value * factor)  # value is finite
+
+
+@lru_cache(maxsize=128)  # a chart spells a handful of units thousands of times
+def _unit_factor(target: str, code: str, unit: str) -> float | str | None:
+    """The factor into ``target`` of a value spelled with this UCUM code and unit text (read in that order;
+    "" when absent): None for a value without a unit that needs none, a str (the problem) for a unit that
+    cannot be read."""
+    spelled = [text.strip() for text in (code, unit) if text.strip()]
     if not spelled:
-        if UNIT_REQUIRED[target]:
-            raise UnitProblem("no unit given")
-        return value
-    for unit in spelled:
-        factor = table.get(unit_key(unit))
+        return "no unit given" if UNIT_REQUIRED[target] else None
+    table = UNIT_TABLES[target]
+    for text in spelled:
+        factor = table.get(unit_key(text))
         if factor is not None:
-            return finite_number(value * factor)
-    raise UnitProblem(f"unit {spelled[0]!r} not recognised")
+            return factor
+    return f"unit {spelled[0]!r} not recognised"

@@ -11,7 +11,7 @@ matches every code that starts with it. SNOMED ``is-a`` needs a terminology serv
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,7 @@ class Vocabulary:
         return None
 
 
-def codings(concept: Any) -> Iterable[Mapping[str, Any]]:
+def codings(concept: Any) -> Sequence[Mapping[str, Any]]:
     if type(concept) is dict or isinstance(concept, Mapping):  # the type test first: faster
         coding = concept.get("coding")
         if isinstance(coding, list):
