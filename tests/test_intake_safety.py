@@ -14,12 +14,15 @@ from typing import Any
 
 import pytest
 from conftest import load_json
-from support.cases import CASES_DIR, build_request, fired_rules
+from support.cases import CASES_DIR, STANDARD_CASES_DIR, build_request, fired_rules, load_cases
 from support.cds_checker import check_cards_response, check_operation_outcome, errors_only
 from support.fhir_server import FhirTestServer, fhir_server_request
 
-from service.cds.prefetch import resolve_template
-from service.cds.request import HookRequest
+from service.cds.assemble import build_pipeline
+from service.cds.definitions import SERVICES
+from service.cds.prefetch import PrefetchUnavailable, resolve_template
+from service.cds.request import HookRequest, parse_hook_request
+from service.config import Settings
 
 WORKED = load_json(CASES_DIR / "va-22-worked-example-eligible.json")
 EMERGENCY = load_json(CASES_DIR / "cat-neu-01-unrelated-order-emergency.json")
@@ -606,3 +609,30 @@ def test_bundle_entry_not_an_array_is_400(client: Any) -> None:
     response = client.post(f"/cds-services/{service}", json=body)
     assert response.status_code == 400
     assert "prefetch.conditions" in json.dumps(response.get_json())
+
+
+def test_the_pool_keeps_resources_as_they_came_and_nothing_changes_them() -> None:
+    """The pool keeps the request's own resource objects (no copy per resource: service/fhir/pool.py), so
+    nothing downstream (facts, rules, cards, drafts) may change one: every case's prefetch and draft orders
+    are the same after a whole call. What the pool kept is the very objects of the request (else this test
+    would not see a change)."""
+    pipeline = build_pipeline(Settings.from_env(), offline=True)
+    evaluated = 0
+    for directory in (CASES_DIR, STANDARD_CASES_DIR):
+        for name, case in load_cases(directory):
+            if "status" in case.get("expect", {}):
+                continue
+            service, body = build_request(case)
+            request = parse_hook_request(body, SERVICES[service])
+            before = copy.deepcopy((request.prefetch, request.context))
+            try:
+                decision = pipeline.run(request)
+            except PrefetchUnavailable:
+                continue
+            assert (request.prefetch, request.context) == before, name
+            payloads = [v for v in request.prefetch.values() if isinstance(v, dict)]
+            sent = {id(v) for v in payloads} | {id(e["resource"]) for v in payloads for e in v.get("entry", [])}
+            kept = [r for rs in decision.prefetch.pool.by_type.values() for r in rs]
+            assert all(id(r) in sent for r in kept), name
+            evaluated += 1
+    assert evaluated > 250
