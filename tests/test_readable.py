@@ -334,7 +334,7 @@ def _defined_datetime(value: str) -> bool:
 
 DATETIME_SHAPES = [
     f"{year}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}{fraction}{zone}"
-    for year in ("2024", "2023", "1900", "2000", "0001", "9999")
+    for year in ("2024", "2023", "1900", "2000", "0001", "9999", "0000", "20245")
     for month in (1, 2, 4, 12, 13)
     for day in (0, 1, 9, 10, 19, 20, 28, 29, 30, 31, 32)
     for hour, minute, second in ((0, 0, 0), (23, 59, 59), (23, 59, 60), (24, 0, 0), (10, 60, 0))

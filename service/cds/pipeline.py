@@ -99,29 +99,27 @@ def read_by_rules(vocab: Vocabulary) -> Callable[[str, Mapping[str, Any]], bool]
     most of a large prefetch (see docs/performance.md).
     """
     sets = [vocab.valueset(vs_id) for vs_id in vocab.ids]
-    # system -> (its codes some ValueSet holds, the ValueSets that also hold codes of it by prefix)
-    by_system: dict[str, tuple[set[str], list[Any]]] = {}
+    exact: dict[str, set[str]] = {}  # system -> its codes some ValueSet holds
     for vs in sets:
         for system, code in vs.codes:
-            by_system.setdefault(system, (set(), []))[0].add(code)
-    for system in {system for vs in sets for system in vs.prefixes}:
-        by_system.setdefault(system, (set(), []))[1].extend(vs for vs in sets if system in vs.prefixes)
+            exact.setdefault(system, set()).add(code)
+    with_prefixes = {system: [vs for vs in sets if system in vs.prefixes] for vs in sets for system in vs.prefixes}
 
     def known(concept: Any) -> bool:  # vocabulary.codings inlined: this runs for every Observation
-        coding = concept.get("coding") if type(concept) is dict or isinstance(concept, Mapping) else None
-        for c in coding if type(coding) is list else ():
-            if type(c) is not dict and not isinstance(c, Mapping):
-                continue
-            system: Any = c.get("system")
-            if system == LOCAL_SYSTEM:
-                return True
-            of_system = by_system.get(system)
-            if of_system is None:
-                continue
-            code = c.get("code")
-            codes, prefixed = of_system
-            if code in codes or (prefixed and any(vs.contains(system, code) for vs in prefixed)):
-                return True
+        if type(concept) is dict or isinstance(concept, Mapping):
+            coding = concept.get("coding")
+            for c in coding if type(coding) is list else ():
+                if type(c) is not dict and not isinstance(c, Mapping):
+                    continue
+                system: Any = c.get("system")
+                if system == LOCAL_SYSTEM:
+                    return True
+                codes = exact.get(system)
+                if codes is not None and c.get("code") in codes:
+                    return True
+                prefixed = with_prefixes.get(system) if isinstance(system, str) else None
+                if prefixed and any(vs.contains(system, c.get("code")) for vs in prefixed):
+                    return True
         return False
 
     def relevant(rtype: str, resource: Mapping[str, Any]) -> bool:
@@ -131,7 +129,10 @@ def read_by_rules(vocab: Vocabulary) -> Callable[[str, Mapping[str, Any]], bool]
         if value is not None and known(value):
             return True
         # an imaging study's procedure codes, a report's coded conclusions (e.g. cord compression)
-        for concepts in (resource.get("procedureCode"), resource.get("conclusionCode")):
+        procedure, conclusion = resource.get("procedureCode"), resource.get("conclusionCode")
+        if procedure is None and conclusion is None:
+            return False
+        for concepts in (procedure, conclusion):
             if isinstance(concepts, list) and any(known(concept) for concept in concepts):
                 return True
         return False

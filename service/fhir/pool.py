@@ -233,11 +233,12 @@ class ResourcePool:
             intake.other_patient += 1
             return rtype
         rid = resource.get("id")
-        key = (rtype, str(rid))
-        if rid is not None and key in self._seen:
+        key = (rtype, str(rid)) if rid is not None else None
+        if key is not None and key in self._seen:
             intake.accepted += 1
             return rtype  # the same resource from two prefetch keys or pages
-        if self.relevant is not None and not self.relevant(rtype, resource):
+        relevant = self.relevant
+        if relevant is not None and not relevant(rtype, resource):
             self.irrelevant[rtype] += 1  # no rule reads it: not worth its validation
             return rtype
         problem = readable.problem(rtype, resource)
@@ -245,12 +246,15 @@ class ResourcePool:
             self.skipped.append(Skipped(_at(where, index), f"{rtype} failed R4 validation: {problem}"))
             intake.skipped[rtype] += 1
             return rtype
-        if rid is not None:
+        if key is not None:
             self._seen.add(key)
         intake.accepted += 1
         # kept as it came (nothing downstream changes a resource: tests/test_intake_safety.py); a Mapping that is
         # not a dict is copied into one
-        self.by_type.setdefault(rtype, []).append(resource if type(resource) is dict else dict(resource))
+        kept = self.by_type.get(rtype)
+        if kept is None:
+            kept = self.by_type[rtype] = []
+        kept.append(resource if type(resource) is dict else dict(resource))
         return rtype
 
     def about_patient(self, rtype: str, resource: Mapping[str, Any]) -> bool:

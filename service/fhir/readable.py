@@ -60,6 +60,7 @@ def forget() -> None:
     for memo in _MEMOS:
         memo.clear()
     _PLANS.clear()
+    _SHAPES.clear()
     _CHOICE_OF.clear()
 
 
@@ -113,9 +114,11 @@ def _calendar(text: str) -> bool:
 
 # Full dates and times that need no calendar check: day 01-28 exists in every month, seconds stop at 59, and
 # datetime.fromisoformat takes any zone the R4 pattern allows and 1-9 fraction digits (tests/test_readable.py).
-_PLAIN_DATE = rf"{_YEAR}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
-_PLAIN_TIME = r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
-PLAIN_DATETIME_RE = re.compile(rf"{_PLAIN_DATE}T{_PLAIN_TIME}")
+# (Groups do not capture: faster. (?!0000)[0-9]{4} is the R4 year: 0001-9999.)
+_PLAIN_DATE = r"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+_PLAIN_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
+_PLAIN_ZONE = r"(?:Z|[+-](?:(?:0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+PLAIN_DATETIME_RE = re.compile(rf"{_PLAIN_DATE}T{_PLAIN_TIME}{_PLAIN_ZONE}")
 
 ID, _ = _pattern("id", ID_RE, remember=False)
 CODE, _CODE_GOOD = _pattern("code", CODE_RE)
@@ -180,8 +183,6 @@ _FULL_CODING = _object({"system": URI, "version": STRING, "code": CODE, "display
 _FULL_CODEABLE_CONCEPT = _object({"coding": _array(_FULL_CODING), "text": STRING})
 _FULL_QUANTITY = _object({"value": DECIMAL, "comparator": CODE, "unit": STRING, "system": URI, "code": CODE})
 _FULL_REFERENCE = _object({"reference": STRING, "type": URI, "display": STRING})
-_CODING_MEMOS = {"system": _URI_GOOD, "version": _STRING_GOOD, "code": _CODE_GOOD, "display": _STRING_GOOD}
-_QUANTITY_MEMOS = {"comparator": _CODE_GOOD, "unit": _STRING_GOOD, "system": _URI_GOOD, "code": _CODE_GOOD}
 _REFERENCE_MEMOS = {"reference": _STRING_GOOD, "type": _URI_GOOD, "display": _STRING_GOOD}
 
 
@@ -195,12 +196,18 @@ def CODEABLE_CONCEPT(value: Any) -> str | None:
             for coding in element:
                 if type(coding) is not dict:
                     return _FULL_CODEABLE_CONCEPT(value)
-                for field_name, text in coding.items():
-                    memo = _CODING_MEMOS.get(field_name)
-                    if memo is not None:
-                        if type(text) is not str or text not in memo:
-                            return _FULL_CODEABLE_CONCEPT(value)
-                    elif field_name == "userSelected" and type(text) is not bool:
+                for name, text in coding.items():
+                    if name == "system":
+                        memo = _URI_GOOD
+                    elif name == "code":
+                        memo = _CODE_GOOD
+                    elif name == "display" or name == "version":
+                        memo = _STRING_GOOD
+                    elif name == "userSelected" and type(text) is not bool:
+                        return _FULL_CODEABLE_CONCEPT(value)
+                    else:
+                        continue
+                    if type(text) is not str or text not in memo:
                         return _FULL_CODEABLE_CONCEPT(value)
         elif key == "text" and (type(element) is not str or element not in _STRING_GOOD):
             return _FULL_CODEABLE_CONCEPT(value)
@@ -211,11 +218,19 @@ def QUANTITY(value: Any) -> str | None:
     if type(value) is not dict:
         return _FULL_QUANTITY(value)
     for key, element in value.items():
-        memo = _QUANTITY_MEMOS.get(key)
-        if memo is not None:
-            if type(element) is not str or element not in memo:
+        if key == "value":
+            if type(element) is not int and (type(element) is not float or not isfinite(element)):
                 return _FULL_QUANTITY(value)
-        elif key == "value" and type(element) is not int and (type(element) is not float or not isfinite(element)):
+            continue
+        if key == "unit":
+            memo = _STRING_GOOD
+        elif key == "system":
+            memo = _URI_GOOD
+        elif key == "code" or key == "comparator":
+            memo = _CODE_GOOD
+        else:
+            continue
+        if type(element) is not str or element not in memo:
             return _FULL_QUANTITY(value)
     return None
 
@@ -334,6 +349,42 @@ _PLANS: dict[str, Plan] = {}
 
 def problem(rtype: str, resource: Mapping[str, Any]) -> str | None:
     """Why the extractor cannot read this resource safely ("<path>: <problem>"), or None."""
+    if type(resource) is dict:  # a chart repeats a few key sequences: their read elements are listed once
+        keys = tuple(resource)
+        try:
+            steps = _SHAPES[keys]
+        except KeyError:
+            steps = _steps(keys)
+        if steps is not None:
+            for key, memo, check in steps:
+                value = resource[key]
+                if memo is None or type(value) is not str or value not in memo:
+                    found = check(value)
+                    if found:
+                        return f"{key}{found}"
+            return None
+    return _problem_by_key(rtype, resource)
+
+
+Step = tuple[str, set[str] | None, Check]
+_SHAPES: dict[tuple[str, ...], tuple[Step, ...] | None] = {}
+
+
+def _steps(keys: tuple[str, ...]) -> tuple[Step, ...] | None:
+    """The read elements of a key sequence, in order, with their memo and check; None (read key by key) when
+    the keys hold two choices of one element (that problem is worded where it is met) or a bodySite (its check
+    depends on the resource type). Memoised per key sequence."""
+    plans = [_plan(key) for key in keys]
+    choices = [plan[2] for plan in plans if plan and plan[2] is not None]
+    steps: tuple[Step, ...] | None = None
+    if len(set(choices)) == len(choices) and "bodySite" not in keys:
+        steps = tuple((key, plan[0], plan[1]) for key, plan in zip(keys, plans, strict=True) if plan and plan[1])
+    if len(_SHAPES) < MEMO_SIZE:
+        _SHAPES[keys] = steps
+    return steps
+
+
+def _problem_by_key(rtype: str, resource: Mapping[str, Any]) -> str | None:
     first: str | None = None  # the first choice element met; the others, if any, in ``more``
     more: set[str] | None = None
     plans = _PLANS
