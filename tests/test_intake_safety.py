@@ -636,3 +636,36 @@ def test_the_pool_keeps_resources_as_they_came_and_nothing_changes_them() -> Non
             assert all(id(r) in sent for r in kept), name
             evaluated += 1
     assert evaluated > 250
+
+
+MALFORMED_CODINGS = [
+    {"system": "http://loinc.org", "code": {"value": "6301-6"}},
+    {"system": "http://loinc.org", "code": ["6301-6"]},
+    {"system": ["http://loinc.org"], "code": "6301-6"},
+    {"system": {"uri": "http://loinc.org"}, "code": ["6301-6"]},
+    {"system": "http://www.whocc.no/atc", "code": 5},  # a system matched by code prefix
+    {"system": "http://loinc.org", "code": 6301},
+]
+
+
+@pytest.mark.parametrize("element", ["code", "valueCodeableConcept"])
+@pytest.mark.parametrize("coding", MALFORMED_CODINGS, ids=lambda c: repr(c)[:60])
+def test_a_lab_whose_coding_is_not_strings_makes_the_labs_incomplete_never_500(
+    client: Any, element: str, coding: dict[str, Any]
+) -> None:
+    """Whether the rules read a lab is decided by its codes; a code that is an object, an array or a number
+    cannot be ruled out: the lab is refused by the intake, the labs are incomplete (said on the card), and
+    the call answers."""
+    service, body = build_request(WORKED)
+    lab: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": "odd-lab",
+        "status": "final",
+        "subject": {"reference": f"Patient/{body['context']['patientId']}"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},  # heart rate: no rule reads it
+    }
+    lab[element] = {"coding": [coding]}
+    body["prefetch"]["labs"]["entry"].append({"resource": lab})
+    cards = _cards(client.post(f"/cds-services/{service}", json=body))
+    assert {"key": "labs", "skipped": {"Observation": 1}} in cards[0]["extension"][TRACE]["dataGaps"]
+    assert "1 Observation could not be read: the lab results" in cards[0]["detail"]

@@ -94,7 +94,9 @@ def read_by_rules(vocab: Vocabulary) -> Callable[[str, Mapping[str, Any]], bool]
 
     Observations, DiagnosticReports and ImagingStudies are read only through their ``code``,
     ``valueCodeableConcept``, ``procedureCode`` or ``conclusionCode`` (a ValueSet member or a local
-    code); every other type is kept as it is.
+    code); every other type is kept as it is. A coding whose system or code is there but not a string
+    cannot be ruled out: the resource is kept for the intake's check, which refuses it (its category
+    is incomplete), never an error.
     Skipping the rest saves their R4B validation: a chart's vital signs, lab panels and notes are
     most of a large prefetch (see docs/performance.md).
     """
@@ -114,11 +116,16 @@ def read_by_rules(vocab: Vocabulary) -> Callable[[str, Mapping[str, Any]], bool]
                 system: Any = c.get("system")
                 if system == LOCAL_SYSTEM:
                     return True
+                code: Any = c.get("code")
+                if type(system) is not str or type(code) is not str:
+                    if (system is None or type(system) is str) and (code is None or type(code) is str):
+                        continue  # no system or no code: nothing to look up
+                    return True  # not a string where one belongs: cannot be ruled out; the intake refuses it
                 codes = exact.get(system)
-                if codes is not None and c.get("code") in codes:
+                if codes is not None and code in codes:
                     return True
-                prefixed = with_prefixes.get(system) if isinstance(system, str) else None
-                if prefixed and any(vs.contains(system, c.get("code")) for vs in prefixed):
+                prefixed = with_prefixes.get(system)
+                if prefixed and any(vs.contains(system, code) for vs in prefixed):
                     return True
         return False
 
