@@ -611,6 +611,22 @@ def test_bundle_entry_not_an_array_is_400(client: Any) -> None:
     assert "prefetch.conditions" in json.dumps(response.get_json())
 
 
+@pytest.mark.parametrize("entry", [{}, {"resourceType": "Condition", "id": "c"}, "x", 0, False])
+def test_bundle_entry_not_an_array_is_400_also_inside_a_batch_response(client: Any, entry: Any) -> None:
+    """A searchset wrapped in a batch-response gets the same shape check as one sent bare: an ``entry`` that is
+    not an array is never read as a complete (possibly empty) list, nor as a resource."""
+    service, body = build_request(WORKED)
+    searchset = {**body["prefetch"]["conditions"], "entry": entry}
+    body["prefetch"]["conditions"] = {
+        "resourceType": "Bundle",
+        "type": "batch-response",
+        "entry": [{"resource": searchset, "response": {"status": "200 OK"}}],
+    }
+    response = client.post(f"/cds-services/{service}", json=body)
+    assert response.status_code == 400, response.get_json()
+    assert "prefetch.conditions: Bundle.entry must be an array" in json.dumps(response.get_json())
+
+
 def test_the_pool_keeps_resources_as_they_came_and_nothing_changes_them() -> None:
     """The pool keeps the request's own resource objects (no copy per resource: service/fhir/pool.py), so
     nothing downstream (facts, rules, cards, drafts) may change one: every case's prefetch and draft orders

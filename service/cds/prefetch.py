@@ -212,6 +212,8 @@ def _shaped(key: str, value: Mapping[str, Any]) -> tuple[Mapping[str, Any], str 
         status = response.get("status") if isinstance(response, Mapping) else None
         succeeded = status is None or (isinstance(status, str) and status.strip().startswith("2"))
         if isinstance(inner, Mapping) and _is_bundle(inner, SEARCH_BUNDLES) and succeeded:
+            if "entry" in inner and not isinstance(inner.get("entry"), list):
+                return value, f"prefetch.{key}: Bundle.entry must be an array"
             return inner, None
         if isinstance(inner, Mapping) and inner.get("resourceType") == "OperationOutcome":
             return inner, None  # the EHR's search failed: unavailable, as any OperationOutcome
