@@ -402,3 +402,31 @@ def test_the_one_frame_checks_decide_and_word_as_the_definition(name: str) -> No
     warm = [fast(v) for v in shapes]
     assert warm == [full(v) for v in shapes] == cold
     assert any(cold) and not all(cold)
+
+
+def _variants() -> list[dict[str, Any]]:
+    """Every case resource, and each with every hostile value in every read element."""
+    out = list(CASE_RESOURCES)
+    for rtype, chart in ONE_CHART_PER_TYPE.items():
+        resource = next(r for r in chart or [] if r["resourceType"] == rtype) if chart else None
+        for element in [*sorted(readable.ELEMENTS), "bodySite", "valueString", "effectivePeriod"]:
+            for value in HOSTILE if resource else []:
+                out.append({**resource, element: value})  # type: ignore[dict-item]
+    return out
+
+
+def test_the_key_sequence_path_decides_and_words_as_reading_key_by_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """problem() lists the read elements of each key sequence once; it gives what reading every key gives, with
+    the memos cold or warm, and when its memo of key sequences is full (then it reads key by key)."""
+    variants = _variants()
+    assert len(variants) > 5000
+    readable.forget()
+    by_key = [readable._problem_by_key(r["resourceType"], r) for r in variants]
+    assert any(by_key) and not all(by_key)
+    readable.forget()
+    assert [readable.problem(r["resourceType"], r) for r in variants] == by_key  # cold, then warm as it goes
+    assert [readable.problem(r["resourceType"], r) for r in variants] == by_key  # every sequence known
+    readable.forget()
+    monkeypatch.setattr(readable, "MEMO_SIZE", 3)
+    assert [readable.problem(r["resourceType"], r) for r in variants] == by_key
+    assert len(readable._SHAPES) == 3

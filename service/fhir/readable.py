@@ -353,8 +353,8 @@ def problem(rtype: str, resource: Mapping[str, Any]) -> str | None:
         keys = tuple(resource)
         try:
             steps = _SHAPES[keys]
-        except KeyError:
-            steps = _steps(keys)
+        except KeyError:  # a new key sequence; once the memo is full (a hostile body), read key by key
+            steps = _steps(keys) if len(_SHAPES) < MEMO_SIZE else None
         if steps is not None:
             for key, memo, check in steps:
                 value = resource[key]
@@ -373,14 +373,13 @@ _SHAPES: dict[tuple[str, ...], tuple[Step, ...] | None] = {}
 def _steps(keys: tuple[str, ...]) -> tuple[Step, ...] | None:
     """The read elements of a key sequence, in order, with their memo and check; None (read key by key) when
     the keys hold two choices of one element (that problem is worded where it is met) or a bodySite (its check
-    depends on the resource type). Memoised per key sequence."""
+    depends on the resource type). Memoised per key sequence (problem() asks only while the memo has room)."""
     plans = [_plan(key) for key in keys]
     choices = [plan[2] for plan in plans if plan and plan[2] is not None]
     steps: tuple[Step, ...] | None = None
     if len(set(choices)) == len(choices) and "bodySite" not in keys:
         steps = tuple((key, plan[0], plan[1]) for key, plan in zip(keys, plans, strict=True) if plan and plan[1])
-    if len(_SHAPES) < MEMO_SIZE:
-        _SHAPES[keys] = steps
+    _SHAPES[keys] = steps
     return steps
 
 
