@@ -627,6 +627,21 @@ def test_bundle_entry_not_an_array_is_400_also_inside_a_batch_response(client: A
     assert "prefetch.conditions: Bundle.entry must be an array" in json.dumps(response.get_json())
 
 
+@pytest.mark.parametrize("where", ["the key", "an entry of its searchset"])
+def test_an_operation_outcome_for_the_problem_list_is_no_problem_list(client: Any, where: str) -> None:
+    """An EHR that answers the conditions prefetch with an OperationOutcome (instead of, or inside, the
+    searchset) sent no problem list: a required key without data is 412, never an empty, complete list."""
+    service, body = build_request(WORKED)
+    outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
+    if where == "the key":
+        body["prefetch"]["conditions"] = outcome
+    else:
+        body["prefetch"]["conditions"]["entry"].append({"resource": outcome, "search": {"mode": "outcome"}})
+    response = client.post(f"/cds-services/{service}", json=body)
+    assert response.status_code == 412, response.get_json()
+    assert "conditions: the EHR reported an error for this prefetch" in json.dumps(response.get_json())
+
+
 def test_the_pool_keeps_resources_as_they_came_and_nothing_changes_them() -> None:
     """The pool keeps the request's own resource objects (no copy per resource: service/fhir/pool.py), so
     nothing downstream (facts, rules, cards, drafts) may change one: every case's prefetch and draft orders
