@@ -94,7 +94,8 @@ def _pattern(
             good.add(value)
         return None
 
-    _MEMO_OF[check] = good
+    if remember:
+        _MEMO_OF[check] = good
     return check, good
 
 
