@@ -14,12 +14,15 @@ from typing import Any
 
 import pytest
 from conftest import load_json
-from support.cases import CASES_DIR, build_request, fired_rules
+from support.cases import CASES_DIR, STANDARD_CASES_DIR, build_request, fired_rules, load_cases
 from support.cds_checker import check_cards_response, check_operation_outcome, errors_only
 from support.fhir_server import FhirTestServer, fhir_server_request
 
-from service.cds.prefetch import resolve_template
-from service.cds.request import HookRequest
+from service.cds.assemble import build_pipeline
+from service.cds.definitions import SERVICES
+from service.cds.prefetch import PrefetchUnavailable, resolve_template
+from service.cds.request import HookRequest, parse_hook_request
+from service.config import Settings
 
 WORKED = load_json(CASES_DIR / "va-22-worked-example-eligible.json")
 EMERGENCY = load_json(CASES_DIR / "cat-neu-01-unrelated-order-emergency.json")
@@ -606,3 +609,94 @@ def test_bundle_entry_not_an_array_is_400(client: Any) -> None:
     response = client.post(f"/cds-services/{service}", json=body)
     assert response.status_code == 400
     assert "prefetch.conditions" in json.dumps(response.get_json())
+
+
+@pytest.mark.parametrize("entry", [{}, {"resourceType": "Condition", "id": "c"}, "x", 0, False])
+def test_bundle_entry_not_an_array_is_400_also_inside_a_batch_response(client: Any, entry: Any) -> None:
+    """A searchset wrapped in a batch-response gets the same shape check as one sent bare: an ``entry`` that is
+    not an array is never read as a complete (possibly empty) list, nor as a resource."""
+    service, body = build_request(WORKED)
+    searchset = {**body["prefetch"]["conditions"], "entry": entry}
+    body["prefetch"]["conditions"] = {
+        "resourceType": "Bundle",
+        "type": "batch-response",
+        "entry": [{"resource": searchset, "response": {"status": "200 OK"}}],
+    }
+    response = client.post(f"/cds-services/{service}", json=body)
+    assert response.status_code == 400, response.get_json()
+    assert "prefetch.conditions: Bundle.entry must be an array" in json.dumps(response.get_json())
+
+
+@pytest.mark.parametrize("where", ["the key", "an entry of its searchset"])
+def test_an_operation_outcome_for_the_problem_list_is_no_problem_list(client: Any, where: str) -> None:
+    """An EHR that answers the conditions prefetch with an OperationOutcome (instead of, or inside, the
+    searchset) sent no problem list: a required key without data is 412, never an empty, complete list."""
+    service, body = build_request(WORKED)
+    outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
+    if where == "the key":
+        body["prefetch"]["conditions"] = outcome
+    else:
+        body["prefetch"]["conditions"]["entry"].append({"resource": outcome, "search": {"mode": "outcome"}})
+    response = client.post(f"/cds-services/{service}", json=body)
+    assert response.status_code == 412, response.get_json()
+    assert "conditions: the EHR reported an error for this prefetch" in json.dumps(response.get_json())
+
+
+def test_the_pool_keeps_resources_as_they_came_and_nothing_changes_them() -> None:
+    """The pool keeps the request's own resource objects (no copy per resource: service/fhir/pool.py), so
+    nothing downstream (facts, rules, cards, drafts) may change one: every case's prefetch and draft orders
+    are the same after a whole call. What the pool kept is the very objects of the request (else this test
+    would not see a change)."""
+    pipeline = build_pipeline(Settings.from_env(), offline=True)
+    evaluated = 0
+    for directory in (CASES_DIR, STANDARD_CASES_DIR):
+        for name, case in load_cases(directory):
+            if "status" in case.get("expect", {}):
+                continue
+            service, body = build_request(case)
+            request = parse_hook_request(body, SERVICES[service])
+            before = copy.deepcopy((request.prefetch, request.context))
+            try:
+                decision = pipeline.run(request)
+            except PrefetchUnavailable:
+                continue
+            assert (request.prefetch, request.context) == before, name
+            payloads = [v for v in request.prefetch.values() if isinstance(v, dict)]
+            sent = {id(v) for v in payloads} | {id(e["resource"]) for v in payloads for e in v.get("entry", [])}
+            kept = [r for rs in decision.prefetch.pool.by_type.values() for r in rs]
+            assert all(id(r) in sent for r in kept), name
+            evaluated += 1
+    assert evaluated > 250
+
+
+MALFORMED_CODINGS = [
+    {"system": "http://loinc.org", "code": {"value": "6301-6"}},
+    {"system": "http://loinc.org", "code": ["6301-6"]},
+    {"system": ["http://loinc.org"], "code": "6301-6"},
+    {"system": {"uri": "http://loinc.org"}, "code": ["6301-6"]},
+    {"system": "http://www.whocc.no/atc", "code": 5},  # a system matched by code prefix
+    {"system": "http://loinc.org", "code": 6301},
+]
+
+
+@pytest.mark.parametrize("element", ["code", "valueCodeableConcept"])
+@pytest.mark.parametrize("coding", MALFORMED_CODINGS, ids=lambda c: repr(c)[:60])
+def test_a_lab_whose_coding_is_not_strings_makes_the_labs_incomplete_never_500(
+    client: Any, element: str, coding: dict[str, Any]
+) -> None:
+    """Whether the rules read a lab is decided by its codes; a code that is an object, an array or a number
+    cannot be ruled out: the lab is refused by the intake, the labs are incomplete (said on the card), and
+    the call answers."""
+    service, body = build_request(WORKED)
+    lab: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": "odd-lab",
+        "status": "final",
+        "subject": {"reference": f"Patient/{body['context']['patientId']}"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},  # heart rate: no rule reads it
+    }
+    lab[element] = {"coding": [coding]}
+    body["prefetch"]["labs"]["entry"].append({"resource": lab})
+    cards = _cards(client.post(f"/cds-services/{service}", json=body))
+    assert {"key": "labs", "skipped": {"Observation": 1}} in cards[0]["extension"][TRACE]["dataGaps"]
+    assert "1 Observation could not be read: the lab results" in cards[0]["detail"]

@@ -322,3 +322,111 @@ def test_a_reference_is_resolved_again_when_a_later_page_brings_new_full_urls() 
     }
     assert pool.add_payload(page, "third").other_patient == 0
     assert [c["id"] for c in pool.of("Condition")] == ["c1", "c2"]
+
+
+# ----------------------------------------------------------------------------- the fast paths decide as the definition
+
+
+def _defined_datetime(value: str) -> bool:
+    """R4 dateTime by its definition: the specification's pattern, and a calendar-valid date and time."""
+    return bool(readable.DATETIME_RE.fullmatch(value)) and readable._calendar(value)
+
+
+DATETIME_SHAPES = [
+    f"{year}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}{fraction}{zone}"
+    for year in ("2024", "2023", "1900", "2000", "0001", "9999", "0000", "20245")
+    for month in (1, 2, 4, 12, 13)
+    for day in (0, 1, 9, 10, 19, 20, 28, 29, 30, 31, 32)
+    for hour, minute, second in ((0, 0, 0), (23, 59, 59), (23, 59, 60), (24, 0, 0), (10, 60, 0))
+    for fraction in ("", ".5", ".123456789", ".1234567890123", ".")
+    for zone in ("Z", "+14:00", "-14:00", "+14:01", "+13:59", "-00:00", "", "z", "+1400")
+]
+
+
+def test_the_plain_datetime_pattern_accepts_only_calendar_valid_values() -> None:
+    """A dateTime the plain pattern vouches for (no calendar check) is valid by the definition, and the check
+    decides every shape as the definition does, whether or not it was memoised."""
+    plain = [v for v in DATETIME_SHAPES if readable.PLAIN_DATETIME_RE.fullmatch(v)]
+    assert len(plain) > 1000
+    assert [v for v in plain if not _defined_datetime(v)] == []
+    for memo in ("cold", "warm"):
+        if memo == "cold":
+            readable.forget()
+        decided = {v: readable.DATETIME(v) is None for v in DATETIME_SHAPES}
+        assert decided == {v: _defined_datetime(v) for v in DATETIME_SHAPES}, memo
+        assert {v: readable.INSTANT(v) is None for v in DATETIME_SHAPES} == {
+            v: bool(readable.INSTANT_RE.fullmatch(v)) and readable._calendar(v) for v in DATETIME_SHAPES
+        }
+    assert readable.DATETIME("2024-02-29T10:00:00Z") is None and readable.DATETIME("2023-02-29T10:00:00Z")
+
+
+FIELD_VALUES: list[Any] = [
+    None, True, 0, 5, 1.5, float("nan"), float("inf"), 10**30, "", " ", "a", "a b", "a  b", " a", "a\tb", "\u00a0",
+    "http://loinc.org", "777-3", "Patient/p", [], ["a"], {}, {"a": "b"},
+]  # fmt: skip
+ONE_FRAME = {  # the checks done in one frame, and the elements each reads
+    "CODEABLE_CONCEPT": (readable.CODEABLE_CONCEPT, readable._FULL_CODEABLE_CONCEPT),
+    "QUANTITY": (readable.QUANTITY, readable._FULL_QUANTITY),
+    "REFERENCE": (readable.REFERENCE, readable._FULL_REFERENCE),
+}
+CODING_FIELDS = ["system", "version", "code", "display", "userSelected", "extension"]
+
+
+def _shapes(name: str) -> list[Any]:
+    """Every field of the datatype (and of a Coding inside a CodeableConcept) holding every value, and odd shapes."""
+    out: list[Any] = [v for v in FIELD_VALUES]
+    if name == "CODEABLE_CONCEPT":
+        out += [{"text": v} for v in FIELD_VALUES] + [{"coding": v} for v in FIELD_VALUES]
+        out += [{"coding": [v]} for v in FIELD_VALUES]
+        out += [{"coding": [{"system": "http://loinc.org"}, {f: v}]} for f in CODING_FIELDS for v in FIELD_VALUES]
+    elif name == "QUANTITY":
+        fields = ["value", "comparator", "unit", "system", "code", "extension"]
+        out += [{"value": 1, f: v} for f in fields for v in FIELD_VALUES]
+    else:
+        out += [{f: v} for f in ("reference", "type", "display", "identifier") for v in FIELD_VALUES]
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(ONE_FRAME))
+def test_the_one_frame_checks_decide_and_word_as_the_definition(name: str) -> None:
+    """Whatever the memos hold (cold, or warmed with every string that is well-formed as any datatype), the
+    one-frame check of a common datatype gives exactly what its definition gives, problem text included."""
+    fast, full = ONE_FRAME[name]
+    shapes = _shapes(name)
+    readable.forget()
+    cold = [fast(v) for v in shapes]
+    assert cold == [full(v) for v in shapes]
+    for check in (readable.URI, readable.CODE, readable.STRING):
+        for value in FIELD_VALUES:
+            check(value)  # memoise each value that is well-formed as a uri, a code or a string
+    warm = [fast(v) for v in shapes]
+    assert warm == [full(v) for v in shapes] == cold
+    assert any(cold) and not all(cold)
+
+
+def _variants() -> list[dict[str, Any]]:
+    """Every case resource, and each with every hostile value in every read element."""
+    out = list(CASE_RESOURCES)
+    for rtype, chart in ONE_CHART_PER_TYPE.items():
+        resource = next(r for r in chart or [] if r["resourceType"] == rtype) if chart else None
+        for element in [*sorted(readable.ELEMENTS), "bodySite", "valueString", "effectivePeriod"]:
+            for value in HOSTILE if resource else []:
+                out.append({**resource, element: value})  # type: ignore[dict-item]
+    return out
+
+
+def test_the_key_sequence_path_decides_and_words_as_reading_key_by_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """problem() lists the read elements of each key sequence once; it gives what reading every key gives, with
+    the memos cold or warm, and when its memo of key sequences is full (then it reads key by key)."""
+    variants = _variants()
+    assert len(variants) > 5000
+    readable.forget()
+    by_key = [readable._problem_by_key(r["resourceType"], r) for r in variants]
+    assert any(by_key) and not all(by_key)
+    readable.forget()
+    assert [readable.problem(r["resourceType"], r) for r in variants] == by_key  # cold, then warm as it goes
+    assert [readable.problem(r["resourceType"], r) for r in variants] == by_key  # every sequence known
+    readable.forget()
+    monkeypatch.setattr(readable, "MEMO_SIZE", 3)
+    assert [readable.problem(r["resourceType"], r) for r in variants] == by_key
+    assert len(readable._SHAPES) == 3

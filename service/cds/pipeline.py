@@ -94,36 +94,52 @@ def read_by_rules(vocab: Vocabulary) -> Callable[[str, Mapping[str, Any]], bool]
 
     Observations, DiagnosticReports and ImagingStudies are read only through their ``code``,
     ``valueCodeableConcept``, ``procedureCode`` or ``conclusionCode`` (a ValueSet member or a local
-    code); every other type is kept as it is.
+    code); every other type is kept as it is. A coding whose system or code is there but not a string
+    cannot be ruled out: the resource is kept for the intake's check, which refuses it (its category
+    is incomplete), never an error.
     Skipping the rest saves their R4B validation: a chart's vital signs, lab panels and notes are
     most of a large prefetch (see docs/performance.md).
     """
     sets = [vocab.valueset(vs_id) for vs_id in vocab.ids]
-    exact: set[tuple[str, str]] = set().union(*(vs.codes for vs in sets))
+    exact: dict[str, set[str]] = {}  # system -> its codes some ValueSet holds
+    for vs in sets:
+        for system, code in vs.codes:
+            exact.setdefault(system, set()).add(code)
     with_prefixes = {system: [vs for vs in sets if system in vs.prefixes] for vs in sets for system in vs.prefixes}
 
     def known(concept: Any) -> bool:  # vocabulary.codings inlined: this runs for every Observation
-        if concept is None:  # most Observations have no valueCodeableConcept
-            return False
-        coding = concept.get("coding") if type(concept) is dict or isinstance(concept, Mapping) else None
-        for c in coding if type(coding) is list else ():
-            if type(c) is not dict and not isinstance(c, Mapping):
-                continue
-            system, code = c.get("system"), c.get("code")
-            if system == LOCAL_SYSTEM or (system, code) in exact:
-                return True
-            prefixed = with_prefixes.get(system) if isinstance(system, str) else None
-            if prefixed and any(vs.contains(system, code) for vs in prefixed):
-                return True
+        if type(concept) is dict or isinstance(concept, Mapping):
+            coding = concept.get("coding")
+            for c in coding if type(coding) is list else ():
+                if type(c) is not dict and not isinstance(c, Mapping):
+                    continue
+                system: Any = c.get("system")
+                if system == LOCAL_SYSTEM:
+                    return True
+                code: Any = c.get("code")
+                if type(system) is not str or type(code) is not str:
+                    if (system is None or type(system) is str) and (code is None or type(code) is str):
+                        continue  # no system or no code: nothing to look up
+                    return True  # not a string where one belongs: cannot be ruled out; the intake refuses it
+                codes = exact.get(system)
+                if codes is not None and code in codes:
+                    return True
+                prefixed = with_prefixes.get(system)
+                if prefixed and any(vs.contains(system, code) for vs in prefixed):
+                    return True
         return False
 
     def relevant(rtype: str, resource: Mapping[str, Any]) -> bool:
-        if rtype not in CODED_TYPES:
+        if rtype not in CODED_TYPES or known(resource.get("code")):
             return True
-        if known(resource.get("code")) or known(resource.get("valueCodeableConcept")):
+        value = resource.get("valueCodeableConcept")
+        if value is not None and known(value):
             return True
         # an imaging study's procedure codes, a report's coded conclusions (e.g. cord compression)
-        for concepts in (resource.get("procedureCode"), resource.get("conclusionCode")):
+        procedure, conclusion = resource.get("procedureCode"), resource.get("conclusionCode")
+        if procedure is None and conclusion is None:
+            return False
+        for concepts in (procedure, conclusion):
             if isinstance(concepts, list) and any(known(concept) for concept in concepts):
                 return True
         return False

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
@@ -74,11 +73,14 @@ class PrefetchResult:
 
     def take(self, key: str, payload: Any, where: str) -> Intake:
         """Read one payload of ``key`` into the pool; the key counts as received."""
-        intake = self.pool.add_payload(payload, where)
-        intake.wrong_type.update(_wrong_type_entries(key, payload))
+        intake = self.pool.add_payload(payload, where, _searched(key))
+        self.record(key, intake)
+        return intake
+
+    def record(self, key: str, intake: Intake) -> None:
+        """What one payload of ``key`` gave (``ResourcePool.add_payload``); the key counts as received."""
         self.intake.setdefault(key, Intake()).merge(intake)
         self.received.add(key)
-        return intake
 
     def take_partial(self, key: str, payload: Any, where: str, reason: str) -> None:
         """Some pages of ``key`` arrived and the rest cannot be had: read them; the key is incomplete."""
@@ -210,6 +212,8 @@ def _shaped(key: str, value: Mapping[str, Any]) -> tuple[Mapping[str, Any], str 
         status = response.get("status") if isinstance(response, Mapping) else None
         succeeded = status is None or (isinstance(status, str) and status.strip().startswith("2"))
         if isinstance(inner, Mapping) and _is_bundle(inner, SEARCH_BUNDLES) and succeeded:
+            if "entry" in inner and not isinstance(inner.get("entry"), list):
+                return value, f"prefetch.{key}: Bundle.entry must be an array"
             return inner, None
         if isinstance(inner, Mapping) and inner.get("resourceType") == "OperationOutcome":
             return inner, None  # the EHR's search failed: unavailable, as any OperationOutcome
@@ -235,27 +239,10 @@ def _shaped(key: str, value: Mapping[str, Any]) -> tuple[Mapping[str, Any], str 
     return value, f"prefetch.{key}: the template reads one {rtype}; expected a {rtype} resource, not {kind}"
 
 
-def _wrong_type_entries(key: str, payload: Any) -> Counter[str]:
-    """Entries of a search result that are not of the searched type (nor included resources, outcomes)."""
+def _searched(key: str) -> str | None:
+    """The type a search key's template asks for (its entries of another type make it incomplete), else None."""
     rtype, is_search = template_type(key)
-    out: Counter[str] = Counter()
-    if not is_search or not isinstance(payload, Mapping) or payload.get("resourceType") != "Bundle":
-        return out
-    entries = payload.get("entry")
-    for entry in entries if isinstance(entries, list) else ():
-        if not (type(entry) is dict or isinstance(entry, Mapping)):  # the type test first: faster
-            continue
-        resource = entry.get("resource")
-        if not (type(resource) is dict or isinstance(resource, Mapping)):
-            continue
-        kind = resource.get("resourceType")
-        if kind == rtype or kind == "OperationOutcome":  # almost every entry: its search mode does not matter
-            continue
-        search = entry.get("search")
-        mode = _text(search.get("mode")) if (type(search) is dict or isinstance(search, Mapping)) else None
-        if mode not in {"include", "outcome"}:
-            out[rtype] += 1
-    return out
+    return rtype if is_search else None
 
 
 def gather(
@@ -286,10 +273,7 @@ def gather(
             result.received.add(key)
             continue
         value = shapes[key][0]
-        if _is_outcome(value):
-            pool.add_payload(value, f"prefetch.{key}")
-            result.failed[key] = "the EHR reported an error for this prefetch"
-        elif has_next(value):
+        if has_next(value) and not _is_outcome(value):
             if client is None:  # the pages received are read; the list stays incomplete
                 result.take_partial(
                     key,
@@ -306,8 +290,12 @@ def gather(
             except PartialFetch as exc:
                 result.take_partial(key, exc.bundle, f"prefetch.{key}", str(exc))
             continue
-        else:
-            intake = result.take(key, value, f"prefetch.{key}")
+        else:  # one pass over the payload: its resources, its outcome, its entries of another type
+            intake = pool.add_payload(value, f"prefetch.{key}", _searched(key))
+            if intake.outcome:
+                result.failed[key] = "the EHR reported an error for this prefetch"
+                continue
+            result.record(key, intake)
             if key == "patient" and intake.other_patient:
                 raise ApiError(
                     400,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import importlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,12 +120,14 @@ class Intake:
     skipped: Counter[str] = field(default_factory=Counter)  # resource type -> failed R4 validation
     other_patient: int = 0  # about another patient, or not shown to be about the context patient
     wrong_type: Counter[str] = field(default_factory=Counter)  # matches of a search that are not of its type
+    outcome: bool = False  # an OperationOutcome: the payload, or an entry of the Bundle (an error the EHR reported)
 
     def merge(self, other: Intake) -> None:
         self.accepted += other.accepted
         self.skipped.update(other.skipped)
         self.other_patient += other.other_patient
         self.wrong_type.update(other.wrong_type)
+        self.outcome = self.outcome or other.outcome
 
     @property
     def clean(self) -> bool:
@@ -151,67 +153,109 @@ class ResourcePool:
     def of(self, resource_type: str) -> list[dict[str, Any]]:
         return self.by_type.get(resource_type, [])
 
-    def add_payload(self, payload: Any, where: str) -> Intake:
-        """Add a prefetch value or fetched page: a resource, a Bundle, or an OperationOutcome."""
+    def add_payload(self, payload: Any, where: str, searched: str | None = None) -> Intake:
+        """Add a prefetch value or fetched page: a resource, a Bundle, or an OperationOutcome.
+
+        ``searched``: the type a search's template asks for; a Bundle entry of another type (not an included
+        resource or an outcome by its ``search.mode``) is counted in ``wrong_type``. ``Intake.outcome`` tells
+        whether the payload is an OperationOutcome or a Bundle entry holds one (the EHR reported an error).
+        A Bundle is read in two passes: its fullUrls first (a reference may name a later entry), then its entries.
+        """
         intake = Intake()
-        known_urls = len(self._full_urls)
-        self._remember_full_urls(payload)
-        if len(self._full_urls) != known_urls:
+        if not (type(payload) is dict or isinstance(payload, Mapping)):
+            self._add(payload, where, None, intake)
+            return intake
+        kind = payload.get("resourceType")
+        if kind != "Bundle":
+            intake.outcome = kind == "OperationOutcome"
+            wrapped = "resource" in payload and "resourceType" not in payload  # a Bundle.entry-like wrapper
+            self._add(payload["resource"] if wrapped else payload, where, None, intake)
+            return intake
+        entries = payload.get("entry") or []
+        if not isinstance(entries, list):
+            self._add(entries, where, None, intake)
+            return intake
+        if self._remember_full_urls(entries):
             self._patient_refs.clear()  # a new fullUrl may resolve a reference differently
-        for index, resource in _iter_resources(payload):
-            self._add(resource, f"{where}[{index}]" if index is not None else where, intake)
+        add = self._add
+        for index, entry in enumerate(entries):
+            if not (type(entry) is dict or isinstance(entry, Mapping)):  # the type test first: faster
+                add(None, where, index, intake)
+                continue
+            kind = add(entry.get("resource"), where, index, intake)
+            if kind is _NOT_OBJECT:
+                continue
+            if kind == "OperationOutcome":
+                intake.outcome = True
+            elif searched is not None and kind != searched:
+                search = entry.get("search")
+                mode = search.get("mode") if (type(search) is dict or isinstance(search, Mapping)) else None
+                if not isinstance(mode, str) or mode not in _NOT_MATCHES:
+                    intake.wrong_type[searched] += 1
         return intake
 
-    def _remember_full_urls(self, payload: Any) -> None:
-        if not (isinstance(payload, Mapping) and payload.get("resourceType") == "Bundle"):
-            return
-        entries = payload.get("entry")
-        for entry in entries if isinstance(entries, list) else ():
+    def _remember_full_urls(self, entries: list[Any]) -> bool:
+        """Remember each entry's fullUrl -> (type, id); whether a new one was learnt."""
+        full_urls = self._full_urls
+        known = len(full_urls)
+        for entry in entries:
             if not (type(entry) is dict or isinstance(entry, Mapping)):
                 continue
-            url, resource = entry.get("fullUrl"), entry.get("resource")
-            if isinstance(url, str) and (type(resource) is dict or isinstance(resource, Mapping)):
+            url = entry.get("fullUrl")
+            if not isinstance(url, str):
+                continue
+            resource = entry.get("resource")
+            if type(resource) is dict or isinstance(resource, Mapping):
                 rtype, rid = resource.get("resourceType"), resource.get("id")
                 if isinstance(rtype, str) and isinstance(rid, str):
-                    self._full_urls.setdefault(url, (rtype, rid))
+                    full_urls.setdefault(url, (rtype, rid))
+        return len(full_urls) != known
 
-    def _add(self, resource: Any, where: str, intake: Intake) -> None:
+    def _add(self, resource: Any, where: str, index: int | None, intake: Intake) -> Any:
+        """Read one resource (``where[index]`` in the payload); its resourceType, or ``_NOT_OBJECT``."""
         if type(resource) is not dict and not isinstance(resource, Mapping):  # the type test first: faster
-            self.skipped.append(Skipped(where, "not a JSON object"))
+            self.skipped.append(Skipped(_at(where, index), "not a JSON object"))
             intake.skipped["unreadable entry"] += 1
-            return
+            return _NOT_OBJECT
         rtype = resource.get("resourceType")
         if rtype == "OperationOutcome":
-            self.outcomes.append(where)
-            return
+            self.outcomes.append(_at(where, index))
+            return rtype
         if not isinstance(rtype, str):
-            self.skipped.append(Skipped(where, "no resourceType"))
+            self.skipped.append(Skipped(_at(where, index), "no resourceType"))
             intake.skipped["unreadable entry"] += 1
-            return
+            return rtype
         if rtype not in RULE_TYPES:
             self.ignored_types[rtype] += 1
-            return
+            return rtype
         if self.patient_id is not None and not self.about_patient(rtype, resource):
             self.other_patient += 1  # set aside before anything else: never read, never cited
             intake.other_patient += 1
-            return
+            return rtype
         rid = resource.get("id")
-        key = (rtype, str(rid))
-        if rid is not None and key in self._seen:
+        key = (rtype, str(rid)) if rid is not None else None
+        if key is not None and key in self._seen:
             intake.accepted += 1
-            return  # the same resource from two prefetch keys or pages
-        if self.relevant is not None and not self.relevant(rtype, resource):
+            return rtype  # the same resource from two prefetch keys or pages
+        relevant = self.relevant
+        if relevant is not None and not relevant(rtype, resource):
             self.irrelevant[rtype] += 1  # no rule reads it: not worth its validation
-            return
+            return rtype
         problem = readable.problem(rtype, resource)
         if problem is not None:
-            self.skipped.append(Skipped(where, f"{rtype} failed R4 validation: {problem}"))
+            self.skipped.append(Skipped(_at(where, index), f"{rtype} failed R4 validation: {problem}"))
             intake.skipped[rtype] += 1
-            return
-        if rid is not None:
+            return rtype
+        if key is not None:
             self._seen.add(key)
         intake.accepted += 1
-        self.by_type.setdefault(rtype, []).append(dict(resource))
+        # kept as it came (nothing downstream changes a resource: tests/test_intake_safety.py); a Mapping that is
+        # not a dict is copied into one
+        kept = self.by_type.get(rtype)
+        if kept is None:
+            kept = self.by_type[rtype] = []
+        kept.append(resource if type(resource) is dict else dict(resource))
+        return rtype
 
     def about_patient(self, rtype: str, resource: Mapping[str, Any]) -> bool:
         if rtype == "Patient":
@@ -246,22 +290,12 @@ class ResourcePool:
         return len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] == self.patient_id
 
 
-def _iter_resources(payload: Any) -> Iterator[tuple[int | None, Any]]:
-    if isinstance(payload, Mapping) and payload.get("resourceType") == "Bundle":
-        entries = payload.get("entry") or []
-        if not isinstance(entries, list):
-            yield None, entries
-            return
-        for i, entry in enumerate(entries):
-            if (type(entry) is dict or isinstance(entry, Mapping)) and "resource" in entry:
-                yield i, entry["resource"]
-            else:
-                yield i, None
-        return
-    if isinstance(payload, Mapping) and "resource" in payload and "resourceType" not in payload:
-        yield None, payload["resource"]  # a Bundle.entry-like wrapper, as some clients send
-        return
-    yield None, payload
+_NOT_OBJECT = object()  # what _add returns for an entry that is not a JSON object
+_NOT_MATCHES = frozenset({"include", "outcome"})  # search.mode of entries that are not matches of the search
+
+
+def _at(where: str, index: int | None) -> str:
+    return f"{where}[{index}]" if index is not None else where
 
 
 def _first_error(exc: Exception) -> str:

@@ -6,7 +6,11 @@ with 20,000 resources the rules read (docs/performance.md). The extractor reads 
 ``onset[x]``/``performed[x]``/``medication[x]`` choices, dates, body sites, a RiskAssessment's
 predictions, extension URLs, contained Medications); this module checks exactly those, against the R4
 datatype rules (the regular expressions of the R4 specification, calendar-valid dates, 32-bit integers,
-no two choices of one ``[x]`` element), in a few microseconds per resource.
+no two choices of one ``[x]`` element), in a few microseconds per resource. The common datatypes
+(CodeableConcept, Quantity, Reference) are checked in one frame against the memos of values already found
+well-formed, falling back to their definition for anything else; full dateTimes of day 01-28 without a leap
+second are vouched for by a stricter pattern without the calendar check (``tests/test_readable.py`` checks
+that both decide, and word each problem, exactly as the definitions).
 
 The safety is the same kind as before: a resource whose read elements are not well-formed is never
 read; the pool skips it and records why (``"<element path>: <problem>"``), and its category becomes
@@ -23,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
+from math import isfinite
 from typing import Any
 
 Check = Callable[[Any], str | None]  # value -> None, or the problem after the path (".coding[0]: code expected")
@@ -47,6 +52,7 @@ INT32 = (-(2**31), 2**31 - 1)
 # would pin the memory pages of the whole parsed body (31 MiB after a 17 MB body; service/memory_return.py).
 MEMO_SIZE = 4096
 _MEMOS: list[set[str]] = []
+_MEMO_OF: dict[Check, set[str]] = {}  # a primitive's check -> its memo (problem() looks values up itself)
 
 
 def forget() -> None:
@@ -54,27 +60,43 @@ def forget() -> None:
     for memo in _MEMOS:
         memo.clear()
     _PLANS.clear()
+    _SHAPES.clear()
     _CHOICE_OF.clear()
 
 
-def _pattern(kind: str, pattern: re.Pattern[str], calendar: bool = False) -> Check:
+def _pattern(
+    kind: str,
+    pattern: re.Pattern[str],
+    calendar: bool = False,
+    plain: re.Pattern[str] | None = None,
+    remember: bool = True,
+) -> tuple[Check, set[str]]:
+    """The check of a primitive datatype, and its memo (the values found well-formed, for the inlined checks).
+
+    ``plain``: a stricter pattern whose every match is well-formed without the calendar check (day 01-28, no
+    second 60), tried first: a chart's dateTimes are all distinct, so their memo misses. ``remember=False``:
+    values that do not repeat (ids) are not memoised.
+    """
     good: set[str] = set()
     _MEMOS.append(good)
+    limit = MEMO_SIZE if remember else 0
 
     expected, invalid = f": {kind} expected", f": invalid {kind}"
 
     def check(value: Any) -> str | None:
         if type(value) is not str:
             return expected
-        if value in good:
+        if value in good or (plain is not None and plain.fullmatch(value)):
             return None
         if not pattern.fullmatch(value) or (calendar and not _calendar(value)):
             return invalid
-        if len(good) < MEMO_SIZE:
+        if len(good) < limit:
             good.add(value)
         return None
 
-    return check
+    if remember:
+        _MEMO_OF[check] = good
+    return check, good
 
 
 def _calendar(text: str) -> bool:
@@ -91,13 +113,21 @@ def _calendar(text: str) -> bool:
     return True
 
 
-ID = _pattern("id", ID_RE)
-CODE = _pattern("code", CODE_RE)
-URI = _pattern("uri", URI_RE)
-STRING = _pattern("string", STRING_RE)
-DATE = _pattern("date", DATE_RE, calendar=True)
-DATETIME = _pattern("dateTime", DATETIME_RE, calendar=True)
-INSTANT = _pattern("instant", INSTANT_RE, calendar=True)
+# Full dates and times that need no calendar check: day 01-28 exists in every month, seconds stop at 59, and
+# datetime.fromisoformat takes any zone the R4 pattern allows and 1-9 fraction digits (tests/test_readable.py).
+# (Groups do not capture: faster. (?!0000)[0-9]{4} is the R4 year: 0001-9999.)
+_PLAIN_DATE = r"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+_PLAIN_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
+_PLAIN_ZONE = r"(?:Z|[+-](?:(?:0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+PLAIN_DATETIME_RE = re.compile(rf"{_PLAIN_DATE}T{_PLAIN_TIME}{_PLAIN_ZONE}")
+
+ID, _ = _pattern("id", ID_RE, remember=False)
+CODE, _CODE_GOOD = _pattern("code", CODE_RE)
+URI, _URI_GOOD = _pattern("uri", URI_RE)
+STRING, _STRING_GOOD = _pattern("string", STRING_RE)
+DATE, _ = _pattern("date", DATE_RE, calendar=True)
+DATETIME, _ = _pattern("dateTime", DATETIME_RE, calendar=True, plain=PLAIN_DATETIME_RE)
+INSTANT, _ = _pattern("instant", INSTANT_RE, calendar=True, plain=PLAIN_DATETIME_RE)
 
 
 def BOOLEAN(value: Any) -> str | None:
@@ -146,12 +176,78 @@ def _array(item: Check) -> Check:
     return check
 
 
-CODING = _object({"system": URI, "version": STRING, "code": CODE, "display": STRING, "userSelected": BOOLEAN})
-CODEABLE_CONCEPT = _object({"coding": _array(CODING), "text": STRING})
-QUANTITY = _object({"value": DECIMAL, "comparator": CODE, "unit": STRING, "system": URI, "code": CODE})
+# The common datatypes are checked by their definition (the ``_FULL_`` checks, which name the problem) only when
+# the one-frame check below cannot vouch for the value: that one accepts a value whose strings are all in the
+# memos (found well-formed before, by the same patterns) and whose other fields are well-formed; anything else,
+# valid or not, goes to the full check. So both accept exactly the same values and every problem reads the same.
+_FULL_CODING = _object({"system": URI, "version": STRING, "code": CODE, "display": STRING, "userSelected": BOOLEAN})
+_FULL_CODEABLE_CONCEPT = _object({"coding": _array(_FULL_CODING), "text": STRING})
+_FULL_QUANTITY = _object({"value": DECIMAL, "comparator": CODE, "unit": STRING, "system": URI, "code": CODE})
+_FULL_REFERENCE = _object({"reference": STRING, "type": URI, "display": STRING})
+_REFERENCE_MEMOS = {"reference": _STRING_GOOD, "type": _URI_GOOD, "display": _STRING_GOOD}
+
+
+def CODEABLE_CONCEPT(value: Any) -> str | None:
+    if type(value) is not dict:
+        return _FULL_CODEABLE_CONCEPT(value)
+    for key, element in value.items():
+        if key == "coding":
+            if type(element) is not list:
+                return _FULL_CODEABLE_CONCEPT(value)
+            for coding in element:
+                if type(coding) is not dict:
+                    return _FULL_CODEABLE_CONCEPT(value)
+                for name, text in coding.items():
+                    if name == "system":
+                        memo = _URI_GOOD
+                    elif name == "code":
+                        memo = _CODE_GOOD
+                    elif name == "display" or name == "version":
+                        memo = _STRING_GOOD
+                    elif name == "userSelected" and type(text) is not bool:
+                        return _FULL_CODEABLE_CONCEPT(value)
+                    else:
+                        continue
+                    if type(text) is not str or text not in memo:
+                        return _FULL_CODEABLE_CONCEPT(value)
+        elif key == "text" and (type(element) is not str or element not in _STRING_GOOD):
+            return _FULL_CODEABLE_CONCEPT(value)
+    return None
+
+
+def QUANTITY(value: Any) -> str | None:
+    if type(value) is not dict:
+        return _FULL_QUANTITY(value)
+    for key, element in value.items():
+        if key == "value":
+            if type(element) is not int and (type(element) is not float or not isfinite(element)):
+                return _FULL_QUANTITY(value)
+            continue
+        if key == "unit":
+            memo = _STRING_GOOD
+        elif key == "system":
+            memo = _URI_GOOD
+        elif key == "code" or key == "comparator":
+            memo = _CODE_GOOD
+        else:
+            continue
+        if type(element) is not str or element not in memo:
+            return _FULL_QUANTITY(value)
+    return None
+
+
+def REFERENCE(value: Any) -> str | None:
+    if type(value) is not dict:
+        return _FULL_REFERENCE(value)
+    for key, element in value.items():
+        memo = _REFERENCE_MEMOS.get(key)
+        if memo is not None and (type(element) is not str or element not in memo):
+            return _FULL_REFERENCE(value)
+    return None
+
+
 PERIOD = _object({"start": DATETIME, "end": DATETIME})
 RANGE = _object({"low": QUANTITY, "high": QUANTITY})
-REFERENCE = _object({"reference": STRING, "type": URI, "display": STRING})
 EXTENSION = _object({"url": URI})
 PREDICTION = _object({"probabilityDecimal": DECIMAL, "whenRange": RANGE})
 MEDICATION = _object({"resourceType": STRING, "id": ID, "code": CODEABLE_CONCEPT})
@@ -229,12 +325,16 @@ _UNSEEN = object()
 _CHOICE_OF: dict[str, object] = {}
 
 
-def _plan(key: str) -> tuple[Check | None, str | None]:
-    """What to do with a top-level key: its check (``_BODY_SITE`` for bodySite, whose datatype depends on the
-    resource type) and the choice element it spells; memoised per key (a chart repeats a few dozen keys)."""
+def _plan(key: str) -> Plan:
+    """What to do with a top-level key: (the memo of its primitive datatype or None, its check or None, the
+    choice element it spells or None), or ``()`` for a key the extractor does not read; the check is
+    ``_BODY_SITE`` for bodySite, whose datatype depends on the resource type. Memoised per key (a chart repeats
+    a few dozen keys)."""
     plan = _PLANS.get(key)
     if plan is None:
-        plan = (_BODY_SITE if key == "bodySite" else ELEMENTS.get(key), _choice_of(key))
+        check = _BODY_SITE if key == "bodySite" else ELEMENTS.get(key)
+        choice = _choice_of(key)
+        plan = (_MEMO_OF.get(check) if check is not None else None, check, choice) if check or choice else ()
         if len(_PLANS) < MEMO_SIZE:
             _PLANS[key] = plan
     return plan
@@ -244,26 +344,70 @@ def _BODY_SITE(value: Any) -> str | None:  # a marker: problem() picks the check
     raise AssertionError("bodySite is checked with BODY_SITE / BODY_SITES")
 
 
-_PLANS: dict[str, tuple[Check | None, str | None]] = {}
+Plan = tuple[set[str] | None, Check | None, str | None] | tuple[()]
+_PLANS: dict[str, Plan] = {}
 
 
 def problem(rtype: str, resource: Mapping[str, Any]) -> str | None:
     """Why the extractor cannot read this resource safely ("<path>: <problem>"), or None."""
-    seen: set[str] | None = None
+    if type(resource) is dict:  # a chart repeats a few key sequences: their read elements are listed once
+        keys = tuple(resource)
+        try:
+            steps = _SHAPES[keys]
+        except KeyError:  # a new key sequence; once the memo is full (a hostile body), read key by key
+            steps = _steps(keys) if len(_SHAPES) < MEMO_SIZE else None
+        if steps is not None:
+            for key, memo, check in steps:
+                value = resource[key]
+                if memo is None or type(value) is not str or value not in memo:
+                    found = check(value)
+                    if found:
+                        return f"{key}{found}"
+            return None
+    return _problem_by_key(rtype, resource)
+
+
+Step = tuple[str, set[str] | None, Check]
+_SHAPES: dict[tuple[str, ...], tuple[Step, ...] | None] = {}
+
+
+def _steps(keys: tuple[str, ...]) -> tuple[Step, ...] | None:
+    """The read elements of a key sequence, in order, with their memo and check; None (read key by key) when
+    the keys hold two choices of one element (that problem is worded where it is met) or a bodySite (its check
+    depends on the resource type). Memoised per key sequence (problem() asks only while the memo has room)."""
+    plans = [_plan(key) for key in keys]
+    choices = [plan[2] for plan in plans if plan and plan[2] is not None]
+    steps: tuple[Step, ...] | None = None
+    if len(set(choices)) == len(choices) and "bodySite" not in keys:
+        steps = tuple((key, plan[0], plan[1]) for key, plan in zip(keys, plans, strict=True) if plan and plan[1])
+    _SHAPES[keys] = steps
+    return steps
+
+
+def _problem_by_key(rtype: str, resource: Mapping[str, Any]) -> str | None:
+    first: str | None = None  # the first choice element met; the others, if any, in ``more``
+    more: set[str] | None = None
     plans = _PLANS
     for key, value in resource.items():
         plan = plans.get(key)
-        check, choice = plan if plan is not None else _plan(key)
-        if check is not None:
+        if plan is None:
+            plan = _plan(key)
+        if not plan:
+            continue
+        memo, check, choice = plan
+        if check is not None and (memo is None or type(value) is not str or value not in memo):
             if check is _BODY_SITE:
                 check = BODY_SITE.get(rtype, BODY_SITES)
             found = check(value)
             if found:
                 return f"{key}{found}"
         if choice is not None:
-            if seen is None:
-                seen = set()
-            elif choice in seen:
+            if first is None:
+                first = choice
+            elif choice == first or (more is not None and choice in more):
                 return f"{choice}[x]: more than one choice"
-            seen.add(choice)
+            elif more is None:
+                more = {choice}
+            else:
+                more.add(choice)
     return None
