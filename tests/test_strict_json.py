@@ -12,6 +12,7 @@ import string
 from typing import Any
 
 import hypothesis.strategies as st
+import jiter
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 
@@ -223,3 +224,38 @@ def test_real_bodies_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None
         pretty = json.dumps(req.body, indent=2).encode()
         for data in (compact, pretty, b'{"div": "<p>a \\"quoted\\" \\\\ word</p>", "t": "12:00:00"}'):
             assert parse_json_body(data) == json.loads(data)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0],[0", '"a"],["b"', "1]]],[[[2", "{}],[{}", "[1],[2", "0]", "[0", "1 2", ""],
+    ids=["scalars", "strings", "deep", "objects", "arrays", "close", "open", "two", "empty"],
+)
+def test_texts_that_are_json_only_inside_the_fast_paths_enclosing_arrays_are_refused(text: str) -> None:
+    """The fast path parses the body inside enclosing arrays (its depth limit); a text that is not one JSON
+    value but reads as one inside them (``[[0],[0]]``) is refused as the standard library refuses it."""
+    with pytest.raises(ApiError) as refused:
+        parse_json_body(text.encode())
+    assert refused.value.status == 400
+
+
+@pytest.mark.parametrize("depth", [1, 98, 99, 100, 101, 102])
+@pytest.mark.parametrize("innermost", ["[]", "{}", "[0]", '{"a":0}', '"s"'])
+@pytest.mark.parametrize("container", ["[", '{"k":'])
+def test_the_depth_limit_is_exact_whatever_sits_innermost(depth: int, innermost: str, container: str) -> None:
+    """jiter counts values inside containers, the limit counts containers (an empty innermost one too): the two
+    paths together answer exactly as the oracle does at, below and above MAX_JSON_DEPTH."""
+    closing = "]" if container == "[" else "}"
+    inner_depth = 1 if innermost.startswith(("[", "{")) else 0
+    outer = depth - inner_depth
+    _same_answer((container * outer + innermost + closing * outer).encode())
+
+
+def test_the_fast_path_depth_rests_on_jiters_own_limit() -> None:
+    from service.cds import strict_json
+
+    limit = strict_json._jiter_max_nesting()
+    jiter.from_json(b"[" * limit + b"0" + b"]" * limit)
+    with pytest.raises(ValueError):
+        jiter.from_json(b"[" * (limit + 1) + b"0" + b"]" * (limit + 1))
+    assert strict_json._WRAP == limit - (MAX_JSON_DEPTH - 1)

@@ -6,22 +6,24 @@ deeper than ``MAX_JSON_DEPTH``. Accepted bodies parse to exactly what the standa
 
 Two paths, one answer:
 
-* **fast** (almost every body): ``orjson.loads`` (C; refuses NaN/Infinity and invalid
-  UTF-8 itself), then the duplicate-key check as two counts of colons (in the text, and in
-  ``orjson.dumps`` of the parsed tree) instead of a Python call per object. The long-number test, the
-  text's colon count and the nesting depth come from one translation of the text (one C-level pass)
-  and its reduction to quotes, colons, brackets and backslashes (another; the count and the depth work
-  on that small remainder), no walk over the tree.
-* **exact** (``_stdlib_strict``): the standard library with a duplicate-key hook. It runs whenever
-  the fast path refuses or cannot be sure: any ``orjson`` error, counts that do not rule out a
-  duplicate, a colon escaped in the text (``\\u003a``), a run of 19 or more digits
-  (``orjson`` reads integers beyond 64 bits as floats; the standard library keeps them exact). It
-  names the problem in the 400, or accepts what only it reads exactly.
+* **fast** (almost every body): one pass of ``jiter`` (Rust; pydantic's JSON parser), which itself
+  refuses NaN/Infinity, invalid UTF-8 and duplicate keys (``catch_duplicate_keys``, keys compared
+  after unescaping) and reads integers of any size exactly. Its nesting limit is its recursion
+  limit (a value inside more than 200 containers in jiter 0.10-0.19; measured at import,
+  ``_jiter_max_nesting``): the body is parsed inside ``_WRAP`` enclosing arrays, so that jiter
+  refuses any value inside more than ``MAX_JSON_DEPTH - 1`` of the body's containers. What it accepts
+  is then at most ``MAX_JSON_DEPTH`` deep; what it refuses goes to the exact path. Each enclosing
+  array must hold exactly one value (otherwise the text was not one JSON value, e.g. ``0],[0``, and the
+  exact path refuses it).
+* **exact** (``_stdlib_strict``): the standard library with a duplicate-key hook, and the nesting
+  depth read from the text (``nesting_depth``). It runs whenever jiter refuses: it names the problem in
+  the 400, or accepts what only it reads (a lone surrogate escape, ``"\\udc00"``; a body exactly
+  ``MAX_JSON_DEPTH`` deep).
 
 The parse runs with the cyclic garbage collector paused (``service.gc_pause``; a service call keeps it
 paused until its body is freed): a JSON tree has no cycles, and on a large body (20,000 resources,
 ~400,000 objects) the collections its allocations trigger traverse the growing tree again and again
-(orjson.loads 4x slower, super-linear in the body size; docs/performance.md).
+(4x slower, super-linear in the body size; docs/performance.md).
 
 ``tests/test_strict_json.py`` checks both against an independent oracle on generated and hostile
 bodies; ``docs/performance.md`` has the figures.
@@ -33,7 +35,7 @@ import json
 from itertools import accumulate
 from typing import Any
 
-import orjson
+import jiter
 from flask import current_app, request
 
 from service.errors import ApiError
@@ -43,18 +45,17 @@ from service.gc_pause import gc_paused
 # recursion in every later consumer (validation, serialisation).
 MAX_JSON_DEPTH = 100
 
-# The one translation of the text (``_structure``): digits become "0", quotes, colons and backslashes stay,
+# ``nesting_depth`` reads the depth from the text (the exact path, and bodies fetched from a FHIR server):
+# one translation of the text (``_structure``): digits become "0", quotes, colons and backslashes stay,
 # objects and arrays both become "[" "]" (nesting is all the depth counts; the text is valid JSON when it is
-# read), every other byte (whitespace too) becomes ".". A run of 19 zeros may be a number orjson does not read
-# exactly. ``_reduced`` then keeps only quotes, colons, brackets and backslashes: a few per cent of the text,
-# where the colons are counted and the depth is read.
+# read), every other byte (whitespace too) becomes "."; ``_reduced`` then keeps only quotes, colons, brackets
+# and backslashes, a few per cent of the text, where the depth is read.
 _KEPT = {ord("{"): ord("["), ord("}"): ord("]"), **{c: c for c in b'":[]\\'}, **{c: ord("0") for c in b"0123456789"}}
 _CHECK_TABLE = bytes(_KEPT.get(c, ord(".")) for c in range(256))
-_NOT_KEPT = b".0"  # deleted from the translation: what is left holds every colon, quote, bracket and backslash
+_NOT_KEPT = b".0"  # deleted from the translation: what is left holds every quote, bracket and backslash
 _NOT_NESTING = b":\\"  # deleted from that to leave quotes and brackets
 _NESTING_STEP = {ord("["): 1, ord("]"): -1}
 _LEAF_PASSES = 16  # beyond this many levels, the rest is counted in one linear pass
-_LONG_NUMBER = b"0" * 19
 
 
 def _structure(data: bytes) -> bytes:
@@ -64,7 +65,7 @@ def _structure(data: bytes) -> bytes:
 def _reduced(structure: bytes) -> bytes:
     """The translation's quotes, colons, brackets and backslashes, escaped backslashes and escaped quotes
     removed first (every quote left then delimits a string; a valid JSON string never holds a raw byte
-    between a backslash and what it escapes). As many colons as the text."""
+    between a backslash and what it escapes)."""
     if b"\\" in structure:
         structure = structure.replace(b"\\\\", b"").replace(b'\\"', b"")
     return structure.translate(None, _NOT_KEPT)
@@ -92,27 +93,6 @@ def _depth(reduced: bytes) -> int:
         brackets = brackets.replace(b"[]", b"")
         depth += 1
     return depth + max(accumulate(map(_NESTING_STEP.__getitem__, brackets)), default=0)
-
-
-def _no_duplicate_keys(data: bytes, reduced: bytes, body: Any) -> bool:
-    """True only if no object of ``body`` lost a key the text wrote twice (False: can't tell).
-
-    Colons, counted in C: in the text, each key is followed by exactly one colon outside strings, so
-    its colon count (counted on ``reduced``, which keeps every colon) is the keys written plus the colons
-    written inside strings. In
-    ``orjson.dumps`` of the tree (compact) it is the keys kept plus the colons inside the kept strings,
-    which orjson writes raw. Every kept string is a string of the text; unless the text escapes a
-    colon (``\\u003a``, then only the exact path decides), it holds no more colons in the tree than it
-    was written with. So the tree's count can equal the text's only if no key was lost (a lost key also
-    takes its value's strings with it). A multi-byte UTF-8 sequence never holds the byte ``:``.
-    """
-    if b"\\" in reduced and (b"\\u003a" in data or b"\\u003A" in data):  # reduced: escaped backslashes gone
-        return False
-    try:
-        dumped = orjson.dumps(body)
-    except orjson.JSONEncodeError:  # nested deeper than orjson writes (255): refused later anyway
-        return False
-    return reduced.count(b":") == dumped.count(b":")
 
 
 def json_request_body(max_bytes: int | None = None) -> Any:
@@ -148,12 +128,11 @@ def _body_bytes() -> bytes:
 def parse_json_body(data: bytes) -> Any:
     """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, at most MAX_JSON_DEPTH levels; else 400."""
     with gc_paused():
-        structure = _structure(data)
-        reduced = _reduced(structure)
-        body = _fast(data, structure, reduced)
-        if body is _UNSURE:
-            body = _stdlib_strict(data)
-    if _depth(reduced) > MAX_JSON_DEPTH:
+        body = _fast(data)
+        if body is not _UNSURE:
+            return body
+        body = _stdlib_strict(data)
+    if nesting_depth(data) > MAX_JSON_DEPTH:
         raise ApiError(400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
     return body
 
@@ -161,15 +140,40 @@ def parse_json_body(data: bytes) -> Any:
 _UNSURE = object()
 
 
-def _fast(data: bytes, structure: bytes, reduced: bytes) -> Any:
-    """The body, or ``_UNSURE`` when only the exact path can tell."""
-    if _LONG_NUMBER in structure:
-        return _UNSURE
+def _jiter_max_nesting() -> int:
+    """The most containers jiter lets a value sit inside (its recursion limit), found by trying (binary search):
+    the fast path's depth limit rests on it, so it is measured with the jiter installed, not assumed."""
+    accepted, refused = 0, 4097
+    while refused - accepted > 1:
+        n = (accepted + refused) // 2
+        try:
+            jiter.from_json(b"[" * n + b"0" + b"]" * n)
+            accepted = n
+        except ValueError:
+            refused = n
+    return accepted
+
+
+# Enclosing arrays: jiter then refuses a value inside more than MAX_JSON_DEPTH - 1 of the body's containers,
+# so a body it accepts is at most MAX_JSON_DEPTH deep (its deepest containers may be empty); a body with a
+# value exactly MAX_JSON_DEPTH deep is left to the exact path, which accepts it.
+_WRAP = max(0, _jiter_max_nesting() - (MAX_JSON_DEPTH - 1))
+_OPEN, _CLOSE = b"[" * _WRAP, b"]" * _WRAP
+
+
+def _fast(data: bytes) -> Any:
+    """The body, or ``_UNSURE`` when only the exact path can tell (jiter refused it)."""
     try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError:
+        value = jiter.from_json(
+            _OPEN + data + _CLOSE, allow_inf_nan=False, catch_duplicate_keys=True, cache_mode="keys"
+        )
+    except ValueError:
         return _UNSURE
-    return body if _no_duplicate_keys(data, reduced, body) else _UNSURE
+    for _ in range(_WRAP):  # one value in each enclosing array, or the text was not one JSON value
+        if type(value) is not list or len(value) != 1:
+            return _UNSURE
+        value = value[0]
+    return value
 
 
 def _stdlib_strict(data: bytes) -> Any:
