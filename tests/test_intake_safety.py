@@ -700,3 +700,14 @@ def test_a_lab_whose_coding_is_not_strings_makes_the_labs_incomplete_never_500(
     cards = _cards(client.post(f"/cds-services/{service}", json=body))
     assert {"key": "labs", "skipped": {"Observation": 1}} in cards[0]["extension"][TRACE]["dataGaps"]
     assert "1 Observation could not be read: the lab results" in cards[0]["detail"]
+
+
+def test_gap_lines_agree_in_number_with_what_is_incomplete() -> None:
+    """A clinician reads "the lab results are incomplete", not "is"; "the problem list is incomplete"."""
+    from service.cds.definitions import KEY_LABELS
+    from service.cds.prefetch import _incomplete
+
+    assert _incomplete(KEY_LABELS["labs"]) == "the lab results are incomplete"
+    assert _incomplete(KEY_LABELS["conditions"]) == "the problem list is incomplete"
+    assert _incomplete(KEY_LABELS["procedures"]) == "the radiotherapy history is incomplete"
+    assert _incomplete(KEY_LABELS["ps_pain"]) == "the performance status and pain scores are incomplete"

@@ -130,20 +130,25 @@ class PrefetchResult:
                     if rtype != "unreadable entry"
                     else f"{n} entr{'ies' if n != 1 else 'y'}"
                 )
-                lines.append(f"{what} could not be read: the {label} is incomplete")
+                lines.append(f"{what} could not be read: {_incomplete(label)}")
             if gap.get("notOfSearchedType"):
                 n, rtype = gap["notOfSearchedType"], template_type(gap["key"])[0]
                 lines.append(
                     f"{n} entr{'ies' if n != 1 else 'y'} in the {label} search result that are not {rtype}s: "
-                    f"the {label} is incomplete"
+                    f"{_incomplete(label)}"
                 )
             if gap.get("otherPatient"):
                 n = gap["otherPatient"]
                 lines.append(
                     f"{n} resource{'s' if n != 1 else ''} about another patient (or no patient) set aside: "
-                    f"the {label} is incomplete"
+                    f"{_incomplete(label)}"
                 )
         return lines
+
+
+def _incomplete(label: str) -> str:
+    """"the problem list is incomplete", "the lab results are incomplete" (a label ending in -s is plural)."""
+    return f"the {label} {'are' if label.endswith('s') else 'is'} incomplete"
 
 
 def resolve_template(template: str, request: HookRequest) -> str | None:
