@@ -317,3 +317,15 @@ def test_a_bundle_whose_references_go_through_full_urls_keeps_the_patients_data(
     assert set(case["expect"]["fire"]) <= fired_rules(response.get_json()["cards"])
     (plain,) = subjects_from_resources([PATIENT], "p", aliases={"urn:uuid:p1": PATIENT})
     assert plain.body is not None and plain.body["prefetch"]["patient"] == PATIENT  # resolvable without: as is
+
+
+@pytest.mark.parametrize("code", [{"x": 1}, ["777-3"], 777, None])
+@pytest.mark.parametrize("system", [LOINC, {"x": 1}, ["a"], 5])
+def test_a_malformed_coding_is_routed_not_a_crash(system: Any, code: Any) -> None:
+    """An upload (console, spinecds evaluate) with a code or system that is not a string is routed like a resource
+    no template code selects (the service then refuses it as unreadable), never a TypeError."""
+    resource = obs(LOINC, "777-3")
+    resource["code"]["coding"][0].update(system=system, code=code)
+    assert prefetch_key(resource) in {EXTRA_KEY, "labs"}
+    if not isinstance(system, str) or not isinstance(code, str):
+        assert prefetch_key(resource) == EXTRA_KEY

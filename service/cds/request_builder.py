@@ -113,7 +113,9 @@ def _codings(resource: Mapping[str, Any]) -> Iterable[tuple[Any, Any]]:
     codings = code.get("coding") if isinstance(code, Mapping) else None
     for coding in codings if isinstance(codings, list) else ():
         if isinstance(coding, Mapping):
-            yield coding.get("system"), coding.get("code")
+            system, code = coding.get("system"), coding.get("code")
+            if isinstance(system, str) and isinstance(code, (str, type(None))):  # a malformed coding selects nothing
+                yield system, code
 
 
 def service_for(hook: str) -> str:
