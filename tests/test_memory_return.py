@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jiter
 import pytest
 import requests
 from conftest import CASE_NOW
@@ -90,5 +91,7 @@ def test_the_heap_is_trimmed_after_the_answer_of_a_large_body_only(
     assert len(large) >= TRIM_AFTER_BYTES
     response = client.post(path, data=large, content_type="application/json")
     assert response.status_code == 200
+    assert jiter.cache_usage() > 0, "the large body's keys are cached while its answer is open"
     response.close()
     assert trims == [1]
+    assert jiter.cache_usage() == 0, "the keys a large body cached are forgotten with it"

@@ -32,7 +32,7 @@ from .feedback_limits import (
 )
 from .prefetch import PrefetchUnavailable
 from .request import parse_hook_request
-from .strict_json import json_request_body
+from .strict_json import forget_cached_keys, json_request_body
 
 log = logging.getLogger("spinecds.cds")
 bp = Blueprint("cds", __name__)
@@ -90,6 +90,7 @@ class _Release:
         self._end_pause()  # itself once only
         if self._large:
             self._large = False
+            forget_cached_keys()
             release_free_memory()
 
 

@@ -161,6 +161,12 @@ _WRAP = max(0, _jiter_max_nesting() - (MAX_JSON_DEPTH - 1))
 _OPEN, _CLOSE = b"[" * _WRAP, b"]" * _WRAP
 
 
+def forget_cached_keys() -> None:
+    """Empty jiter's cache of object keys (up to 16,384 short strings, kept across calls to spare re-creating them):
+    after a large body, so that the keys it cached do not pin the heap pages it used (service/memory_return.py)."""
+    jiter.cache_clear()
+
+
 def _fast(data: bytes) -> Any:
     """The body, or ``_UNSURE`` when only the exact path can tell (jiter refused it)."""
     try:
