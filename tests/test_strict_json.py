@@ -258,4 +258,4 @@ def test_the_fast_path_depth_rests_on_jiters_own_limit() -> None:
     jiter.from_json(b"[" * limit + b"0" + b"]" * limit)
     with pytest.raises(ValueError):
         jiter.from_json(b"[" * (limit + 1) + b"0" + b"]" * (limit + 1))
-    assert strict_json._WRAP == limit - (MAX_JSON_DEPTH - 1)
+    assert limit - (MAX_JSON_DEPTH - 1) == strict_json._WRAP

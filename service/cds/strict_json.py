@@ -140,10 +140,13 @@ def parse_json_body(data: bytes) -> Any:
 _UNSURE = object()
 
 
+_MAX_PROBE = 1 << 12  # nestings tried up to this many containers (jiter's limit is 200)
+
+
 def _jiter_max_nesting() -> int:
     """The most containers jiter lets a value sit inside (its recursion limit), found by trying (binary search):
     the fast path's depth limit rests on it, so it is measured with the jiter installed, not assumed."""
-    accepted, refused = 0, 4097
+    accepted, refused = 0, _MAX_PROBE + 1
     while refused - accepted > 1:
         n = (accepted + refused) // 2
         try:
