@@ -82,6 +82,10 @@ def test_a_case_that_asserts_only_absences_is_refused(tmp_path: Path) -> None:
     (tmp_path / "absent-only.json").write_text(json.dumps(absent_only), encoding="utf-8")
     with pytest.raises(CaseError, match="absent-only: asserts only absences"):
         load_cases(tmp_path)
+    unsaid_only = {"resources": [], "expect": {"does_not_say": {"prognosis": "Revised Tokuhashi 12-15"}}}
+    (tmp_path / "absent-only.json").write_text(json.dumps(unsaid_only), encoding="utf-8")
+    with pytest.raises(CaseError, match="absent-only: asserts only absences"):
+        load_cases(tmp_path)
     contradictory = {"resources": [], "expect": {"fire": ["NEU-01"], "no_cards_reason": "out of scope"}}
     (tmp_path / "absent-only.json").write_text(json.dumps(contradictory), encoding="utf-8")
     with pytest.raises(CaseError, match="no_cards_reason"):

@@ -15,7 +15,7 @@ CASES_DIR = Path(__file__).resolve().parent.parent / "cases"
 STANDARD_CASES_DIR = Path(__file__).resolve().parent.parent / "cases-standard"
 
 
-POSITIVE = ("fire", "cards", "first_card", "draft_actions")  # what a case can expect to be there
+POSITIVE = ("fire", "cards", "first_card", "draft_actions", "says")  # what a case can expect to be there
 
 
 class CaseError(ValueError):
@@ -42,7 +42,7 @@ def check_case(name: str, case: dict[str, Any]) -> None:
         raise CaseError(f"{name}: no_cards_reason says why the patient gets no card; it excludes {positive}")
     if reason is None and not positive:
         raise CaseError(
-            f"{name}: asserts only absences; add what must fire (fire/cards/first_card/draft_actions) "
+            f"{name}: asserts only absences; add what must fire (fire/cards/first_card/draft_actions/says) "
             "or an explicit no_cards_reason when the patient is out of scope"
         )
 
@@ -140,6 +140,16 @@ def assert_case(client: Any, name: str, case: dict[str, Any]) -> None:
         assert group not in indicators, f"{name}: card {group} must not be shown"
     for group, actions in expect.get("draft_actions", {}).items():
         assert draft_actions(cards, group) == sorted(actions), f"{name}: actions on the draft in card {group}"
+    for group, text in expect.get("says", {}).items():
+        assert text in card_text(cards, group), f"{name}: card {group} does not say {text!r}"
+    for group, text in expect.get("does_not_say", {}).items():
+        assert text not in card_text(cards, group), f"{name}: card {group} must not say {text!r}"
+
+
+def card_text(cards: Iterable[dict[str, Any]], group: str) -> str:
+    """What a clinician reads for a card group: the summary and detail of the cards that show it (a group folded
+    into another decision's card is read in that card's detail). Tells apart branches that share a rule ID."""
+    return "\n\n".join(f"{c['summary']}\n\n{c.get('detail', '')}" for c in cards if group in card_groups(c))
 
 
 def draft_actions(cards: list[dict[str, Any]], group: str) -> list[str]:
