@@ -172,3 +172,13 @@ def test_the_sorg_horizons_are_thresholds_a_site_can_change() -> None:
     assert horizon is not None
     site = dict(THRESHOLDS, **{horizon.high: 200.0})
     assert _fact("F-SORG-MORT-90D", [six_months], site).value == 0.35
+
+
+def test_an_assessment_without_a_prediction_at_the_horizon_is_named_not_called_missing() -> None:
+    """A SORG RiskAssessment on record that predicts at another horizon: the fact says so and cites it (it used to
+    read "no SORG RiskAssessment")."""
+    when = (CASE_NOW - timedelta(days=1)).isoformat()
+    fact = _fact("F-SORG-MORT-90D", [_sorg(when, {"value": 1, "code": "a"}, 0.3)])
+    assert not fact.known
+    assert fact.note.startswith("no SORG prediction at ") and "days on record" in fact.note
+    assert fact.refs, "the assessment read is cited"

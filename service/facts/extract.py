@@ -967,7 +967,10 @@ def sorg(inp: ExtractionInput) -> list[Fact]:
         if horizon is None:
             raise LookupError(f"{fid} declares no horizon: in rules/facts.yaml")
         lo, hi = inp.thresholds[horizon.low], inp.thresholds[horizon.high]
-        fact = unknown(fid, "no SORG RiskAssessment" if inp.has("prognosis") else "risk assessments not available")
+        if assessments:  # on record, but none predicts at this horizon
+            fact = unknown(fid, f"no SORG prediction at {lo:g}-{hi:g} days on record", [fd.ref(r) for r in assessments])
+        else:
+            fact = unknown(fid, "no SORG RiskAssessment" if inp.has("prognosis") else "risk assessments not available")
         for r in assessments:
             p = _prediction_at(r, lo, hi)
             if p is not None:
