@@ -259,3 +259,19 @@ def test_the_fast_path_depth_rests_on_jiters_own_limit() -> None:
     with pytest.raises(ValueError):
         jiter.from_json(b"[" * (limit + 1) + b"0" + b"]" * (limit + 1))
     assert limit - (MAX_JSON_DEPTH - 1) == strict_json._WRAP
+    assert strict_json.enclosing_arrays(limit) == strict_json._WRAP
+    assert strict_json.enclosing_arrays(50) == 0, "a lower limit: jiter refuses more, the exact path answers"
+    # a jiter without a limit up to the probe's bound: the depth is not left to it
+    assert strict_json.enclosing_arrays(strict_json._MAX_PROBE) is None
+
+
+def test_without_a_jiter_limit_the_fast_path_still_reads_the_depth(monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.cds import strict_json
+
+    monkeypatch.setattr(strict_json, "_WRAP", None)
+    monkeypatch.setattr(strict_json, "_OPEN", b"")
+    monkeypatch.setattr(strict_json, "_CLOSE", b"")
+    assert parse_json_body(b"[" * 100 + b"]" * 100) == json.loads(b"[" * 100 + b"]" * 100)
+    with pytest.raises(ApiError) as refused:
+        parse_json_body(b"[" * 101 + b"]" * 101)
+    assert refused.value.status == 400

@@ -12,7 +12,8 @@ Two paths, one answer:
   limit (a value inside more than 200 containers in jiter 0.10-0.19; measured at import,
   ``_jiter_max_nesting``): the body is parsed inside ``_WRAP`` enclosing arrays, so that jiter
   refuses any value inside more than ``MAX_JSON_DEPTH - 1`` of the body's containers. What it accepts
-  is then at most ``MAX_JSON_DEPTH`` deep; what it refuses goes to the exact path. Each enclosing
+  is then at most ``MAX_JSON_DEPTH`` deep (a jiter that shows no limit gets the text's depth check as
+  well); what it refuses goes to the exact path. Each enclosing
   array must hold exactly one value (otherwise the text was not one JSON value, e.g. ``0],[0``, and the
   exact path refuses it).
 * **exact** (``_stdlib_strict``): the standard library with a duplicate-key hook, and the nesting
@@ -129,9 +130,10 @@ def parse_json_body(data: bytes) -> Any:
     """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, at most MAX_JSON_DEPTH levels; else 400."""
     with gc_paused():
         body = _fast(data)
-        if body is not _UNSURE:
+        if body is not _UNSURE and _WRAP is not None:
             return body
-        body = _stdlib_strict(data)
+        if body is _UNSURE:
+            body = _stdlib_strict(data)
     if nesting_depth(data) > MAX_JSON_DEPTH:
         raise ApiError(400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels")
     return body
@@ -157,11 +159,18 @@ def _jiter_max_nesting() -> int:
     return accepted
 
 
-# Enclosing arrays: jiter then refuses a value inside more than MAX_JSON_DEPTH - 1 of the body's containers,
-# so a body it accepts is at most MAX_JSON_DEPTH deep (its deepest containers may be empty); a body with a
-# value exactly MAX_JSON_DEPTH deep is left to the exact path, which accepts it.
-_WRAP = max(0, _jiter_max_nesting() - (MAX_JSON_DEPTH - 1))
-_OPEN, _CLOSE = b"[" * _WRAP, b"]" * _WRAP
+def enclosing_arrays(jiter_max_nesting: int) -> int | None:
+    """How many arrays to parse a body inside so that jiter refuses a value inside more than MAX_JSON_DEPTH - 1 of
+    the body's containers: a body it accepts is then at most MAX_JSON_DEPTH deep (its deepest containers may be
+    empty), and one with a value exactly MAX_JSON_DEPTH deep is left to the exact path, which accepts it. None
+    when jiter showed no limit up to the probe's bound: then the depth is read from the text as well."""
+    if jiter_max_nesting >= _MAX_PROBE:
+        return None
+    return max(0, jiter_max_nesting - (MAX_JSON_DEPTH - 1))
+
+
+_WRAP = enclosing_arrays(_jiter_max_nesting())
+_OPEN, _CLOSE = b"[" * (_WRAP or 0), b"]" * (_WRAP or 0)
 
 
 def forget_cached_keys() -> None:
@@ -178,7 +187,7 @@ def _fast(data: bytes) -> Any:
         )
     except ValueError:
         return _UNSURE
-    for _ in range(_WRAP):  # one value in each enclosing array, or the text was not one JSON value
+    for _ in range(_WRAP or 0):  # one value in each enclosing array, or the text was not one JSON value
         if type(value) is not list or len(value) != 1:
             return _UNSURE
         value = value[0]
