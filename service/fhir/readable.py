@@ -184,66 +184,48 @@ _FULL_CODING = _object({"system": URI, "version": STRING, "code": CODE, "display
 _FULL_CODEABLE_CONCEPT = _object({"coding": _array(_FULL_CODING), "text": STRING})
 _FULL_QUANTITY = _object({"value": DECIMAL, "comparator": CODE, "unit": STRING, "system": URI, "code": CODE})
 _FULL_REFERENCE = _object({"reference": STRING, "type": URI, "display": STRING})
+# field -> the memo its value must be in, for the one-frame checks
+_CONCEPT_MEMOS = {"text": _STRING_GOOD}
+_CODING_MEMOS = {"system": _URI_GOOD, "code": _CODE_GOOD, "display": _STRING_GOOD, "version": _STRING_GOOD}
+_QUANTITY_MEMOS = {"unit": _STRING_GOOD, "system": _URI_GOOD, "code": _CODE_GOOD, "comparator": _CODE_GOOD}
 _REFERENCE_MEMOS = {"reference": _STRING_GOOD, "type": _URI_GOOD, "display": _STRING_GOOD}
 
 
-def CODEABLE_CONCEPT(value: Any) -> str | None:
-    if type(value) is not dict:
-        return _FULL_CODEABLE_CONCEPT(value)
+def _seen(value: dict[str, Any], memos: Mapping[str, set[str]]) -> bool:
+    """Every field of ``value`` that ``memos`` names is a string found well-formed before."""
     for key, element in value.items():
-        if key == "coding":
-            if type(element) is not list:
-                return _FULL_CODEABLE_CONCEPT(value)
-            for coding in element:
-                if type(coding) is not dict:
-                    return _FULL_CODEABLE_CONCEPT(value)
-                for name, text in coding.items():
-                    if name == "system":
-                        memo = _URI_GOOD
-                    elif name == "code":
-                        memo = _CODE_GOOD
-                    elif name == "display" or name == "version":
-                        memo = _STRING_GOOD
-                    elif name == "userSelected" and type(text) is not bool:
-                        return _FULL_CODEABLE_CONCEPT(value)
-                    else:
-                        continue
-                    if type(text) is not str or text not in memo:
-                        return _FULL_CODEABLE_CONCEPT(value)
-        elif key == "text" and (type(element) is not str or element not in _STRING_GOOD):
+        memo = memos.get(key)
+        if memo is not None and (type(element) is not str or element not in memo):
+            return False
+    return True
+
+
+def CODEABLE_CONCEPT(value: Any) -> str | None:
+    if type(value) is not dict or not _seen(value, _CONCEPT_MEMOS):
+        return _FULL_CODEABLE_CONCEPT(value)
+    codings = value.get("coding", [])
+    if type(codings) is not list:
+        return _FULL_CODEABLE_CONCEPT(value)
+    for coding in codings:
+        if type(coding) is not dict or not _seen(coding, _CODING_MEMOS):
+            return _FULL_CODEABLE_CONCEPT(value)
+        if "userSelected" in coding and type(coding["userSelected"]) is not bool:
             return _FULL_CODEABLE_CONCEPT(value)
     return None
 
 
 def QUANTITY(value: Any) -> str | None:
-    if type(value) is not dict:
+    if type(value) is not dict or not _seen(value, _QUANTITY_MEMOS):
         return _FULL_QUANTITY(value)
-    for key, element in value.items():
-        if key == "value":
-            if type(element) is not int and (type(element) is not float or not isfinite(element)):
-                return _FULL_QUANTITY(value)
-            continue
-        if key == "unit":
-            memo = _STRING_GOOD
-        elif key == "system":
-            memo = _URI_GOOD
-        elif key == "code" or key == "comparator":
-            memo = _CODE_GOOD
-        else:
-            continue
-        if type(element) is not str or element not in memo:
+    if "value" in value:
+        number = value["value"]
+        if type(number) is not int and (type(number) is not float or not isfinite(number)):
             return _FULL_QUANTITY(value)
     return None
 
 
 def REFERENCE(value: Any) -> str | None:
-    if type(value) is not dict:
-        return _FULL_REFERENCE(value)
-    for key, element in value.items():
-        memo = _REFERENCE_MEMOS.get(key)
-        if memo is not None and (type(element) is not str or element not in memo):
-            return _FULL_REFERENCE(value)
-    return None
+    return None if type(value) is dict and _seen(value, _REFERENCE_MEMOS) else _FULL_REFERENCE(value)
 
 
 PERIOD = _object({"start": DATETIME, "end": DATETIME})
